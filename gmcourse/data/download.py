@@ -22,10 +22,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-DATA_DIR = Path(os.environ.get("GMCOURSE_DATA") or REPO_DATA_DIR).expanduser()
+
+
+def data_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$GMCOURSE_DATA`` if set and non-empty, else the repository's ``data/`` folder."""
+    return Path(environ.get("GMCOURSE_DATA") or REPO_DATA_DIR).expanduser()
+
+
+DATA_DIR = data_dir_from_env()
 CACHE_DIR = DATA_DIR / "cache"
 
 _CHUNK = 1 << 16
@@ -33,7 +40,14 @@ _USER_AGENT = "gmcourse (+https://github.com/; python urllib)"
 
 
 class DownloadError(OSError):
-    """A file could not be fetched from any mirror; the message says how to get it by hand."""
+    """A file could not be fetched from any mirror; the message says how to get it by hand.
+
+    ``failures`` holds one ``(url, reason)`` pair per mirror tried.
+    """
+
+    def __init__(self, message: str, failures: Sequence[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.failures = tuple(failures)
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,8 @@ def _describe(error: BaseException) -> str:
     """One line saying what went wrong with one mirror."""
     if isinstance(error, DownloadError):
         return str(error)
+    if isinstance(error, http.client.IncompleteRead):
+        return f"transfer cut off: {error}"
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError):
@@ -178,16 +194,17 @@ def download(
             os.replace(tmp, path)
             return path
         except (OSError, ValueError, http.client.HTTPException) as error:  # refused, 404, cut off
-            failures.append(f"  {url}: {_describe(error)}")
+            failures.append((url, _describe(error)))
         finally:
             tmp.unlink(missing_ok=True)
 
     resource = Resource(path.name, urls, expected.get("md5"), expected.get("sha256"))
     raise DownloadError(
         f"could not download {path.name} from any of {len(urls)} mirror(s):\n"
-        + "\n".join(failures)
+        + "\n".join(f"  {url}: {reason}" for url, reason in failures)
         + "\n"
-        + manual_instructions([resource], path.parent)
+        + manual_instructions([resource], path.parent),
+        failures,
     )
 
 
@@ -219,7 +236,8 @@ def ensure_files(
             download(r.urls, path, md5=r.md5, sha256=r.sha256, timeout=timeout)
         except DownloadError as error:
             missing.append(r)
-            reasons.append(f"  {r.filename}: " + str(error).split("\nTo get the files")[0])
+            reasons.append(f"  {r.filename}:")
+            reasons.extend(f"    {url}: {reason}" for url, reason in error.failures)
     if missing:
         names = ", ".join(r.filename for r in missing)
         raise DownloadError(
