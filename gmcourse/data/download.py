@@ -88,7 +88,9 @@ def _expected_digests(md5: str | None, sha256: str | None) -> dict[str, str]:
     return expected
 
 
-def check_file(path: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None) -> bool:
+def check_file(
+    path: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None
+) -> bool:
     """True when ``path`` exists and matches every checksum given."""
     path = Path(path)
     if not path.is_file():

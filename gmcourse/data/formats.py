@@ -45,7 +45,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"{path}: expected a valid gzip stream, got a corrupt one ({error})") from None
+        raise ValueError(
+            f"{path}: expected a valid gzip stream, got a corrupt one ({error})"
+        ) from None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -61,7 +63,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     zero, code, n_dims = struct.unpack(">HBB", raw[:4])
     if zero != 0:
         raise ValueError(
-            f"{path}: expected an IDX magic number starting with bytes 00 00, got {raw[:2].hex(' ')}"
+            f"{path}: expected an IDX magic number starting with bytes 00 00, "
+            f"got {raw[:2].hex(' ')}"
         )
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
@@ -134,16 +137,23 @@ def read_cifar_batch(data: bytes, name: str = "batch") -> tuple[np.ndarray, np.n
     try:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"{name}: expected a CIFAR-10 batch pickle, got an unreadable one ({error})") from None
+        raise ValueError(
+            f"{name}: expected a CIFAR-10 batch pickle, got an unreadable one ({error})"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise ValueError(f"{name}: expected a dict with keys b'data' and b'labels', got {keys}")
     x, y = batch[b"data"], np.asarray(batch[b"labels"])
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
-        got = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"{name}: expected b'data' to be a uint8 array of shape (N, 3072), got {got}")
+        got = (f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray)
+               else type(x).__name__)
+        raise ValueError(
+            f"{name}: expected b'data' to be a uint8 array of shape (N, 3072), got {got}"
+        )
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name}: expected {len(x)} integer labels, got shape {y.shape} of {y.dtype}")
+        raise ValueError(
+            f"{name}: expected {len(x)} integer labels, got shape {y.shape} of {y.dtype}"
+        )
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise ValueError(f"{name}: expected labels in 0..9, got range {y.min()}..{y.max()}")
     return x.reshape(-1, 3, 32, 32), y.astype(np.int64)  # (N, C, H, W), (N,)
@@ -163,10 +173,15 @@ def read_cifar10(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.nd
             names = set(tar.getnames())
             for member in CIFAR10_MEMBERS[split]:
                 if member not in names:
-                    raise ValueError(f"{path}: expected a member {member}, got none (members: {sorted(names)[:8]})")
+                    raise ValueError(
+                        f"{path}: expected a member {member}, got none "
+                        f"(members: {sorted(names)[:8]})"
+                    )
                 x, y = read_cifar_batch(tar.extractfile(member).read(), f"{path}:{member}")
                 xs.append(x)
                 ys.append(y)
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise ValueError(f"{path}: expected a readable .tar.gz, got a corrupt one ({error})") from None
+        raise ValueError(
+            f"{path}: expected a readable .tar.gz, got a corrupt one ({error})"
+        ) from None
     return np.concatenate(xs), np.concatenate(ys)  # (N, 3, 32, 32), (N,)

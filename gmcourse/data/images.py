@@ -84,7 +84,9 @@ def _as_tensors(x: np.ndarray, y: np.ndarray, source: str) -> tuple[torch.Tensor
         raise ValueError(f"{source}: expected uint8 images of shape (N, H, W) or (N, C, H, W), "
                          f"got {x.dtype} of shape {x.shape}")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{source}: expected {len(x)} integer labels, got {y.dtype} of shape {y.shape}")
+        raise ValueError(
+            f"{source}: expected {len(x)} integer labels, got {y.dtype} of shape {y.shape}"
+        )
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise ValueError(f"{source}: expected labels in 0..9, got range {y.min()}..{y.max()}")
     if x.ndim == 3:

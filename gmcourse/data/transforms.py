@@ -53,7 +53,9 @@ def _check_float_range(x: torch.Tensor, name: str, low: float, high: float) -> N
 def _as_unit(x: torch.Tensor, name: str) -> torch.Tensor:
     """uint8 -> x / 255; a floating tensor must already lie in [0, 1]."""
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} expects a torch.Tensor (uint8 or float in [0, 1]), got {type(x).__name__}")
+        raise ValueError(
+            f"{name} expects a torch.Tensor (uint8 or float in [0, 1]), got {type(x).__name__}"
+        )
     if x.dtype == torch.uint8:
         return x.float() / 255
     _check_float_range(x, name, 0.0, 1.0)
