@@ -1,0 +1,288 @@
+"""Widgets to explore any generative model, generic over plain callables.
+
+Each widget takes functions, not models, so a VAE, a GAN, a flow or a diffusion model plugs in
+the same way. Every widget has controls, an ``update()`` method that computes the picture from
+the current control values (the controls call it when they change, and it is the only place the
+picture changes, so a test can call it too), ``.image`` (the shown picture, an (H, W, C) float
+array in [0, 1]) and ``.view`` (an ``ipywidgets.Image`` holding it as PNG bytes, which renders in
+JupyterLab, Notebook, VS Code and Colab). ``.widget`` is the whole box; a widget also displays
+itself when it is the last expression of a cell.
+
+Model outputs are images (B, C, H, W) or (B, H, W) in [0, 1], tiled with
+``gmcourse.plot.make_grid``, or 2D points (B, 2), drawn as a scatter.
+
+Shapes: B batch, Z latent dim, T steps, C H W image.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import ipywidgets as w
+import torch
+
+from gmcourse.widgets_core import MODES, interpolate, lerp, render, slerp, to_png, top_rows_mask
+
+__all__ = ["LatentExplorer", "Interpolation", "Sampler", "StepScrubber", "Completion",
+           "lerp", "slerp", "interpolate", "top_rows_mask"]
+
+MAX_SEED = 2**31 - 1
+
+
+def _check_callable(name: str, fn) -> None:
+    if not callable(fn):
+        raise ValueError(f"{name} must be a callable, got {type(fn).__name__}")
+
+
+def _check_scale(scale) -> None:
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+
+
+def _check_limits(name: str, limits) -> tuple[float, float]:
+    if len(limits) != 2 or not float(limits[0]) < float(limits[1]):
+        raise ValueError(f"{name} must be (low, high) with low < high, got {tuple(limits)!r}")
+    return float(limits[0]), float(limits[1])
+
+
+def _seed_box(seed: int) -> w.BoundedIntText:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an int in [0, {MAX_SEED}], got {seed!r}")
+    return w.BoundedIntText(value=seed, min=0, max=MAX_SEED, description="seed")
+
+
+class _PictureWidget:
+    """Shared plumbing: one ``ipywidgets.Image`` below the controls, refreshed by ``_show``."""
+
+    def __init__(self, controls: list, scale: int, nrow: int):
+        _check_scale(scale)
+        if not isinstance(nrow, int) or nrow < 1:
+            raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
+        self.scale, self.nrow = scale, nrow
+        self.image = None
+        self.view = w.Image(format="png")
+        self.widget = w.VBox([*controls, self.view])
+
+    def _on_change(self, change) -> None:
+        self.update()
+
+    def _show(self, x, nrow: int | None = None):
+        self.image = render(torch.as_tensor(x).detach().cpu(), nrow=nrow or self.nrow)  # (H, W, C)
+        self.view.value = to_png(self.image, self.scale)
+        return self.image
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class LatentExplorer(_PictureWidget):
+    """Sliders on chosen latent dimensions; the picture is ``decode`` of the current latent.
+
+    decode: (B, Z) -> images (B, C, H, W) in [0, 1] or points (B, 2); called with B = 1.
+    z0: (Z,) starting latent; dimensions without a slider keep z0's values.
+    dims: the latent dimensions that get a slider; limits: the slider range.
+    """
+
+    def __init__(self, decode: Callable, z0, dims: Sequence[int] = (0, 1), limits=(-3.0, 3.0),
+                 step: float = 0.05, scale: int = 4, continuous_update: bool = True):
+        _check_callable("decode", decode)
+        z0 = torch.as_tensor(z0)
+        if z0.ndim != 1 or not z0.is_floating_point():
+            raise ValueError(f"z0 must be a float (Z,) vector, got shape {tuple(z0.shape)} and {z0.dtype}")
+        dims = tuple(dims)
+        if not dims or len(set(dims)) != len(dims) or not all(isinstance(d, int) and 0 <= d < len(z0) for d in dims):
+            raise ValueError(f"dims must be distinct ints in [0, {len(z0)}), got {dims!r}")
+        low, high = _check_limits("limits", limits)
+        self.decode, self.z0, self.dims = decode, z0.detach().clone(), dims
+        self.sliders = [
+            w.FloatSlider(value=min(max(float(z0[d]), low), high), min=low, max=high, step=step,
+                          description=f"z[{d}]", continuous_update=continuous_update)
+            for d in dims
+        ]
+        super().__init__(self.sliders, scale=scale, nrow=1)
+        for slider in self.sliders:
+            slider.observe(self._on_change, names="value")
+        self.update()
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The current latent (Z,): z0 with the slider values written into ``dims``."""
+        z = self.z0.clone()
+        z[list(self.dims)] = torch.tensor([s.value for s in self.sliders], dtype=z.dtype, device=z.device)
+        return z
+
+    def update(self):
+        with torch.no_grad():
+            x = self.decode(self.z[None])  # (1, C, H, W) or (1, 2)
+        return self._show(x)
+
+
+class Interpolation(_PictureWidget):
+    """Decoded points on the path from z0 to z1, linear or spherical (see ``slerp``), in one row.
+
+    decode: (T, Z) -> images (T, C, H, W) in [0, 1] or points (T, 2). z0, z1: (Z,).
+    Use :meth:`from_inputs` to start from two data points and an encoder.
+    """
+
+    def __init__(self, decode: Callable, z0, z1, mode: str = "linear", n_steps: int = 8,
+                 max_steps: int = 16, scale: int = 3):
+        _check_callable("decode", decode)
+        z0, z1 = torch.as_tensor(z0), torch.as_tensor(z1)
+        if z0.ndim != 1 or z0.shape != z1.shape:
+            raise ValueError(f"z0 and z1 must both be (Z,), got {tuple(z0.shape)} and {tuple(z1.shape)}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(n_steps, int) or not 2 <= n_steps <= max_steps:
+            raise ValueError(f"n_steps must be an int in [2, {max_steps}], got {n_steps!r}")
+        self.decode, self.z0, self.z1 = decode, z0.detach().clone(), z1.detach().clone()
+        self.mode_toggle = w.ToggleButtons(options=list(MODES), value=mode, description="path")
+        self.steps_slider = w.IntSlider(value=n_steps, min=2, max=max_steps, description="steps")
+        super().__init__([self.mode_toggle, self.steps_slider], scale=scale, nrow=max_steps)
+        self.mode_toggle.observe(self._on_change, names="value")
+        self.steps_slider.observe(self._on_change, names="value")
+        self.update()
+
+    @classmethod
+    def from_inputs(cls, encode: Callable, decode: Callable, x0, x1, **kwargs) -> "Interpolation":
+        """Interpolate between two inputs: ``encode`` maps a batch (2, ...) to latents (2, Z)
+        (for a VAE, the posterior mean); x0 and x1 are single inputs without a batch axis."""
+        _check_callable("encode", encode)
+        x0, x1 = torch.as_tensor(x0), torch.as_tensor(x1)
+        if x0.shape != x1.shape:
+            raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+        with torch.no_grad():
+            z = encode(torch.stack([x0, x1]))  # (2, Z)
+        if z.ndim != 2 or z.shape[0] != 2:
+            raise ValueError(f"encode must map (2, ...) to (2, Z), got output shape {tuple(z.shape)}")
+        return cls(decode, z[0], z[1], **kwargs)
+
+    @property
+    def path(self) -> torch.Tensor:
+        """The current path (T, Z)."""
+        return interpolate(self.z0, self.z1, self.steps_slider.value, self.mode_toggle.value)
+
+    def update(self):
+        with torch.no_grad():
+            x = self.decode(self.path)  # (T, C, H, W) or (T, 2)
+        return self._show(x, nrow=self.steps_slider.value)
+
+
+class Sampler(_PictureWidget):
+    """Fresh samples for a temperature and a seed; the same seed always gives the same picture.
+
+    sample_fn(n, temperature, generator) -> images (n, C, H, W) in [0, 1] or points (n, 2);
+    it must draw all its randomness from ``generator`` (a ``torch.Generator`` on ``device``).
+    """
+
+    def __init__(self, sample_fn: Callable, n: int = 16, temperature: float = 1.0,
+                 temperature_limits=(0.0, 2.0), seed: int = 0, nrow: int = 8, scale: int = 2,
+                 device="cpu"):
+        _check_callable("sample_fn", sample_fn)
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        low, high = _check_limits("temperature_limits", temperature_limits)
+        if not low <= temperature <= high:
+            raise ValueError(f"temperature must lie in [{low}, {high}], got {temperature!r}")
+        self.sample_fn, self.n, self.device = sample_fn, n, torch.device(device)
+        self.temperature_slider = w.FloatSlider(value=temperature, min=low, max=high, step=0.05,
+                                                description="temperature", continuous_update=False)
+        self.seed_box = _seed_box(seed)
+        self.new_seed_button = w.Button(description="new seed")
+        super().__init__([self.temperature_slider, w.HBox([self.seed_box, self.new_seed_button])],
+                         scale=scale, nrow=nrow)
+        self.temperature_slider.observe(self._on_change, names="value")
+        self.seed_box.observe(self._on_change, names="value")
+        self.new_seed_button.on_click(self.next_seed)
+        self.update()
+
+    def next_seed(self, _button=None) -> None:
+        """Move to the next seed (the button does this); the picture follows."""
+        self.seed_box.value = (self.seed_box.value + 1) % (MAX_SEED + 1)
+
+    def update(self):
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
+        with torch.no_grad():
+            x = self.sample_fn(self.n, self.temperature_slider.value, generator)  # (n, C, H, W) or (n, 2)
+        if len(x) != self.n:
+            raise ValueError(f"sample_fn must return {self.n} samples, got {len(x)}")
+        return self._show(x)
+
+
+class StepScrubber(_PictureWidget):
+    """Scrub (or play) through the steps of a trajectory: diffusion's x_T ... x_0, a flow's
+    layers, or an autoregressive model filling in pixels.
+
+    Give either ``frames`` (T, B, ...) or a sequence of T batches, or ``frame_fn(step) -> batch``
+    with ``n_steps``; a batch is images (B, C, H, W) / (B, H, W) in [0, 1] or points (B, 2).
+    """
+
+    def __init__(self, frames=None, frame_fn: Callable | None = None, n_steps: int | None = None,
+                 nrow: int = 8, scale: int = 3, interval_ms: int = 200):
+        if (frames is None) == (frame_fn is None):
+            raise ValueError("give exactly one of frames or frame_fn, got "
+                             f"frames={type(frames).__name__}, frame_fn={type(frame_fn).__name__}")
+        if frames is not None:
+            if len(frames) < 1:
+                raise ValueError(f"frames must hold at least one step, got {len(frames)}")
+            if n_steps is not None and n_steps != len(frames):
+                raise ValueError(f"n_steps must equal len(frames) = {len(frames)}, got {n_steps}")
+            self.frames, n_steps = frames, len(frames)
+            self.frame_fn = self.frames.__getitem__
+        else:
+            _check_callable("frame_fn", frame_fn)
+            if not isinstance(n_steps, int) or n_steps < 1:
+                raise ValueError(f"frame_fn needs n_steps, an int >= 1, got {n_steps!r}")
+            self.frames, self.frame_fn = None, frame_fn
+        self.n_steps = n_steps
+        self.step_slider = w.IntSlider(value=0, min=0, max=n_steps - 1, description="step")
+        self.play = w.Play(value=0, min=0, max=n_steps - 1, interval=interval_ms)
+        self._link = w.jslink((self.play, "value"), (self.step_slider, "value"))  # runs in the browser
+        super().__init__([w.HBox([self.play, self.step_slider])], scale=scale, nrow=nrow)
+        self.step_slider.observe(self._on_change, names="value")
+        self.update()
+
+    def update(self):
+        with torch.no_grad():
+            x = self.frame_fn(self.step_slider.value)  # (B, C, H, W) or (B, 2)
+        return self._show(x)
+
+
+class Completion(_PictureWidget):
+    """Image completion: keep the top rows of each image, let the model fill in the rest.
+
+    complete_fn(x_observed, mask, generator) -> completions (B, C, H, W) in [0, 1], where
+    x_observed = x * mask and mask (B, C, H, W) is 1 where a pixel is observed. Shows three rows:
+    the observed part (hidden pixels grey), the completions, the originals.
+    """
+
+    def __init__(self, complete_fn: Callable, x, n_rows: int | None = None, seed: int = 0,
+                 scale: int = 3, device="cpu"):
+        _check_callable("complete_fn", complete_fn)
+        x = torch.as_tensor(x)
+        if x.ndim != 4 or x.shape[1] not in (1, 3) or not x.is_floating_point():
+            raise ValueError(f"x must be float images (B, C, H, W) in [0, 1] with C in (1, 3), "
+                             f"got shape {tuple(x.shape)} and {x.dtype}")
+        h = x.shape[2]
+        n_rows = h // 2 if n_rows is None else n_rows
+        top_rows_mask(x, n_rows)  # checks n_rows before the slider would silently clip it
+        self.complete_fn, self.x, self.device = complete_fn, x, torch.device(device)
+        self.rows_slider = w.IntSlider(value=n_rows, min=0, max=h, description="rows kept")
+        self.seed_box = _seed_box(seed)
+        super().__init__([self.rows_slider, self.seed_box], scale=scale, nrow=len(x))
+        self.rows_slider.observe(self._on_change, names="value")
+        self.seed_box.observe(self._on_change, names="value")
+        self.update()
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return top_rows_mask(self.x, self.rows_slider.value)  # (B, C, H, W)
+
+    def update(self):
+        mask = self.mask
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
+        with torch.no_grad():
+            x_hat = torch.as_tensor(self.complete_fn(self.x * mask, mask, generator))  # (B, C, H, W)
+        if x_hat.shape != self.x.shape:
+            raise ValueError(f"complete_fn must return {tuple(self.x.shape)}, got {tuple(x_hat.shape)}")
+        x = self.x.to(x_hat.device, x_hat.dtype)
+        shown = x * mask.to(x_hat.device) + 0.5 * (1 - mask.to(x_hat.device))
+        return self._show(torch.cat([shown, x_hat, x]))  # (3B, C, H, W)

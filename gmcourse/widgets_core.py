@@ -1,0 +1,143 @@
+"""The pure part of the widgets: latent paths, completion masks, and pictures as PNG bytes.
+
+Nothing here imports ipywidgets, so every function is tested directly, and a lecture may use
+``lerp`` / ``slerp`` without a widget.
+
+Shapes: B batch, Z latent dim, T points on a path, C H W image (C in 1, 3).
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from gmcourse.plot import make_grid
+
+MODES = ("linear", "spherical")
+
+
+def _latents(z0, z1) -> tuple[torch.Tensor, torch.Tensor]:
+    z0, z1 = torch.as_tensor(z0), torch.as_tensor(z1)
+    if z0.ndim not in (1, 2) or z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must both be (Z,) or (B, Z), got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    if not (z0.is_floating_point() and z1.is_floating_point()):
+        raise ValueError(f"z0 and z1 must be floating point, got {z0.dtype} and {z1.dtype}")
+    return z0, z1
+
+
+def _weights(t, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """t as a float64 column that broadcasts against ``like``; and whether t was a scalar."""
+    t = torch.as_tensor(t, dtype=torch.float64, device=like.device)
+    if t.ndim > 1:
+        raise ValueError(f"t must be a number or a (T,) vector, got shape {tuple(t.shape)}")
+    scalar = t.ndim == 0
+    return t.reshape(-1, *([1] * like.ndim)), scalar  # (T, 1) or (T, 1, 1)
+
+
+def lerp(z0, z1, t) -> torch.Tensor:
+    """Linear interpolation ``(1 - t) * z0 + t * z1``.
+
+    z0, z1: (Z,) or (B, Z); t: a number (result shaped like z0) or a (T,) vector (result
+    (T, Z) or (T, B, Z)). t outside [0, 1] extrapolates.
+    """
+    z0, z1 = _latents(z0, z1)
+    w, scalar = _weights(t, z0)
+    z = (1 - w) * z0.double() + w * z1.double()
+    return (z[0] if scalar else z).to(z0.dtype)
+
+
+def slerp(z0, z1, t, eps: float = 1e-7) -> torch.Tensor:
+    """Spherical interpolation: walk the great circle from z0 to z1 at a constant angle rate.
+
+    ``sin((1 - t) omega) / sin(omega) * z0 + sin(t omega) / sin(omega) * z1``, where omega is the
+    angle between z0 and z1 (per row for (B, Z) inputs). For equal-norm inputs every point keeps
+    that norm, which is why it suits Gaussian latents, whose mass lies near a sphere. Where
+    sin(omega) < eps (parallel or opposite vectors, or a zero vector) the direction is undefined
+    and it falls back to :func:`lerp`. Shapes as in :func:`lerp`.
+    """
+    z0, z1 = _latents(z0, z1)
+    w, scalar = _weights(t, z0)
+    a, b = z0.double(), z1.double()
+    a_norm, b_norm = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)  # (1,) or (B, 1)
+    a_hat, b_hat = a / a_norm.clamp_min(1e-300), b / b_norm.clamp_min(1e-300)
+    # the angle as 2 atan2(|a^ - b^|, |a^ + b^|): accurate near 0 and pi, where arccos is not
+    omega = 2 * torch.atan2((a_hat - b_hat).norm(dim=-1, keepdim=True), (a_hat + b_hat).norm(dim=-1, keepdim=True))
+    sin = torch.sin(omega)
+    degenerate = (sin < eps) | (a_norm == 0) | (b_norm == 0)
+    safe_sin = torch.where(degenerate, torch.ones_like(sin), sin)
+    z_sphere = (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / safe_sin
+    z_line = (1 - w) * a + w * b
+    z = torch.where(degenerate, z_line, z_sphere)  # (T, Z) or (T, B, Z)
+    return (z[0] if scalar else z).to(z0.dtype)
+
+
+def interpolate(z0, z1, n_steps: int, mode: str = "linear") -> torch.Tensor:
+    """``n_steps`` evenly spaced points from z0 to z1, both ends included: (Z,) -> (T, Z)."""
+    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 2:
+        raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    t = torch.linspace(0, 1, n_steps, dtype=torch.float64)
+    return (lerp if mode == "linear" else slerp)(z0, z1, t)
+
+
+def top_rows_mask(x, n_rows: int) -> torch.Tensor:
+    """Mask shaped like images x (B, C, H, W): 1 on the top ``n_rows`` rows (observed), 0 below."""
+    x = torch.as_tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images (B, C, H, W), got shape {tuple(x.shape)}")
+    h = x.shape[2]
+    if not isinstance(n_rows, int) or isinstance(n_rows, bool) or not 0 <= n_rows <= h:
+        raise ValueError(f"n_rows must be an int in [0, {h}], got {n_rows!r}")
+    mask = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    mask[:, :, :n_rows] = 1
+    return mask  # (B, C, H, W)
+
+
+def render_points(x, lim: float = 4.0, size_px: int = 240) -> np.ndarray:
+    """Scatter 2D points (B, 2) on a fixed [-lim, lim]^2 frame as an (H, W, 3) float picture."""
+    x = torch.as_tensor(x).detach().cpu().float()
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"points must be (B, 2), got {tuple(x.shape)}")
+    fig = Figure(figsize=(size_px / 80, size_px / 80), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.1, 0.1, 0.85, 0.85))
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=3, alpha=0.6, color="C1")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
+
+
+def render(x, nrow: int = 8, lim: float = 4.0) -> np.ndarray:
+    """What a widget shows for a model output: images (B, C, H, W) or (B, H, W) in [0, 1] tiled by
+    :func:`gmcourse.plot.make_grid`, or 2D points (B, 2) as a scatter. Returns (H, W, C) in [0, 1]."""
+    x = torch.as_tensor(x)
+    if x.ndim == 2:
+        return render_points(x, lim=lim)
+    if x.ndim in (3, 4):
+        return make_grid(x, nrow=nrow)
+    raise ValueError(f"expected images (B, C, H, W) / (B, H, W) or points (B, 2), got shape {tuple(x.shape)}")
+
+
+def to_png(image, scale: int = 1) -> bytes:
+    """PNG bytes of an (H, W), (H, W, 1) or (H, W, 3) picture in [0, 1], enlarged ``scale`` times
+    with square pixels (small images stay sharp in the browser)."""
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
+        raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got {a.shape}")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+    if not np.isfinite(a).all() or a.min() < -1e-3 or a.max() > 1 + 1e-3:
+        raise ValueError(f"image must lie in [0, 1], got range [{np.nanmin(a):.3g}, {np.nanmax(a):.3g}]")
+    a = np.repeat(np.repeat(a, scale, axis=0), scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(a.clip(0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

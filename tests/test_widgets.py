@@ -1,0 +1,302 @@
+"""gmcourse.widgets and gmcourse.widgets_core: the path maths by its properties, and every widget
+driven the way a notebook user drives it (set a control's value, the picture must follow)."""
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gmcourse.widgets import Completion, Interpolation, LatentExplorer, Sampler, StepScrubber
+from gmcourse.widgets_core import interpolate, lerp, render, slerp, to_png, top_rows_mask
+
+# ---------------------------------------------------------------- path maths, by property
+
+coords = st.floats(-10, 10, allow_nan=False, width=64)
+
+
+@st.composite
+def latent_pairs(draw, min_dim=1):
+    z_dim = draw(st.integers(min_dim, 8))
+    z0 = torch.tensor(draw(st.lists(coords, min_size=z_dim, max_size=z_dim)), dtype=torch.float64)
+    z1 = torch.tensor(draw(st.lists(coords, min_size=z_dim, max_size=z_dim)), dtype=torch.float64)
+    return z0, z1
+
+
+def angle(a, b):
+    cos = (a @ b) / (a.norm() * b.norm())
+    return math.acos(max(-1.0, min(1.0, float(cos))))
+
+
+@settings(deadline=None)  # the first call pays torch's warm-up
+@given(latent_pairs())
+def test_lerp_and_slerp_start_at_z0_and_end_at_z1(pair):
+    z0, z1 = pair
+    for f in (lerp, slerp):
+        torch.testing.assert_close(f(z0, z1, 0.0), z0, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(f(z0, z1, 1.0), z1, atol=1e-9, rtol=1e-9)
+
+
+@settings(deadline=None)
+@given(latent_pairs(), st.floats(0, 1))
+def test_lerp_lies_on_the_segment(pair, t):
+    z0, z1 = pair
+    z = lerp(z0, z1, t)
+    # distances along the segment add up: |z - z0| + |z1 - z| = |z1 - z0|
+    torch.testing.assert_close((z - z0).norm() + (z1 - z).norm(), (z1 - z0).norm(), atol=1e-9, rtol=1e-9)
+
+
+@settings(deadline=None)
+@given(latent_pairs(min_dim=2), st.floats(0.1, 5), st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_slerp_keeps_the_norm_of_equal_norm_inputs(pair, r, ts):
+    z0, z1 = pair
+    assume(z0.norm() > 1e-3 and z1.norm() > 1e-3)
+    z0, z1 = r * z0 / z0.norm(), r * z1 / z1.norm()
+    assume(angle(z0, z1) < math.pi - 1e-3)  # antipodal inputs have no unique great circle
+    norms = slerp(z0, z1, torch.tensor(ts)).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.full_like(norms, r), atol=1e-9, rtol=1e-9)
+
+
+@settings(deadline=None)
+@given(latent_pairs(min_dim=2), st.floats(0, 1))
+def test_slerp_turns_at_a_constant_rate_between_equal_norm_inputs(pair, t):
+    z0, z1 = pair
+    assume(z0.norm() > 1e-3 and z1.norm() > 1e-3)
+    z0, z1 = z0 / z0.norm(), z1 / z1.norm()
+    omega = angle(z0, z1)
+    assume(1e-3 < omega < math.pi - 1e-3)
+    assert angle(z0, slerp(z0, z1, t)) == pytest.approx(t * omega, abs=1e-6)
+
+
+@settings(deadline=None)
+@given(latent_pairs(), st.floats(0.01, 10), st.floats(0, 1))
+def test_slerp_of_parallel_vectors_is_lerp(pair, c, t):
+    z, _ = pair
+    torch.testing.assert_close(slerp(z, z, t), z, atol=1e-12, rtol=0)  # zero angle
+    torch.testing.assert_close(slerp(z, c * z, t), lerp(z, c * z, t), atol=1e-9, rtol=1e-9)
+
+
+def test_slerp_midpoint_of_orthogonal_unit_vectors():
+    e0, e1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(slerp(e0, e1, 0.5), torch.tensor([1.0, 1.0]) / math.sqrt(2))
+
+
+def test_batched_paths_have_shape_T_B_Z_and_match_rowwise_paths():
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    t = torch.linspace(0, 1, 4)
+    for f in (lerp, slerp):
+        z = f(z0, z1, t)
+        assert z.shape == (4, 3, 5)
+        for b in range(3):
+            torch.testing.assert_close(z[:, b], f(z0[b], z1[b], t))
+    assert slerp(z0.float(), z1.float(), 0.3).dtype == torch.float32
+
+
+def test_interpolate_gives_n_steps_from_z0_to_z1():
+    z0, z1 = torch.zeros(3), torch.ones(3)
+    for mode in ("linear", "spherical"):
+        path = interpolate(z0, z1, 5, mode)
+        assert path.shape == (5, 3)
+        torch.testing.assert_close(path[0], z0)
+        torch.testing.assert_close(path[-1], z1)
+
+
+def test_path_functions_reject_bad_inputs_naming_what_they_got():
+    with pytest.raises(ValueError, match=r"\(3,\) and \(4,\)"):
+        lerp(torch.zeros(3), torch.zeros(4), 0.5)
+    with pytest.raises(ValueError, match="floating point"):
+        slerp(torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match="n_steps"):
+        interpolate(torch.zeros(2), torch.ones(2), 1)
+    with pytest.raises(ValueError, match="'cubic'"):
+        interpolate(torch.zeros(2), torch.ones(2), 4, "cubic")
+    with pytest.raises(ValueError, match=r"t must be .* got shape \(2, 2\)"):
+        lerp(torch.zeros(2), torch.ones(2), torch.zeros(2, 2))
+
+
+@settings(deadline=None)
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 6))
+def test_top_rows_mask_observes_exactly_the_top_rows(b, w_, n_rows):
+    x = torch.rand(b, 1, 6, w_)
+    mask = top_rows_mask(x, n_rows)
+    assert mask.shape == x.shape
+    assert mask.sum() == b * n_rows * w_
+    assert (mask[:, :, :n_rows] == 1).all() and (mask[:, :, n_rows:] == 0).all()
+
+
+def test_top_rows_mask_rejects_rows_outside_the_image():
+    with pytest.raises(ValueError, match=r"\[0, 6\], got 7"):
+        top_rows_mask(torch.rand(1, 1, 6, 6), 7)
+
+
+def test_png_round_trips_pixels_at_scale():
+    image = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
+    png = to_png(image, scale=3)
+    back = np.asarray(Image.open(io.BytesIO(png))).astype(np.float32) / 255
+    assert back.shape == (15, 21, 3)
+    np.testing.assert_allclose(back[::3, ::3], image, atol=1 / 255)
+    assert np.asarray(Image.open(io.BytesIO(to_png(image[..., :1])))).shape == (5, 7)
+    with pytest.raises(ValueError, match=r"\[0, 1\], got range"):
+        to_png(image * 2)
+
+
+def test_render_tiles_images_and_draws_points():
+    assert render(torch.rand(4, 1, 8, 8), nrow=2).shape == (2 * 9 + 1, 2 * 9 + 1, 1)
+    picture = render(torch.zeros(10, 2))
+    assert picture.ndim == 3 and picture.shape[-1] == 3 and 0 <= picture.min() and picture.max() <= 1
+    assert not np.array_equal(picture, render(torch.full((10, 2), 2.0)))
+    with pytest.raises(ValueError, match=r"got shape \(5,\)"):
+        render(torch.zeros(5))
+
+
+# ---------------------------------------------------------------- widgets, driven like a user
+
+def tiny_decoder(z_dim=4, size=8, seed=0):
+    """A fixed random linear map + sigmoid: (B, Z) -> (B, 1, size, size), sensitive to every z."""
+    weight = torch.randn(z_dim, size * size, generator=torch.Generator().manual_seed(seed))
+
+    def decode(z):
+        return torch.sigmoid(z @ weight).reshape(-1, 1, size, size)
+
+    return decode
+
+
+def test_latent_explorer_follows_its_sliders():
+    explorer = LatentExplorer(tiny_decoder(), torch.zeros(4), dims=(1, 3))
+    first, first_png = explorer.image.copy(), bytes(explorer.view.value)
+    assert first.shape == (10, 10, 1) and first_png.startswith(b"\x89PNG")
+    explorer.sliders[0].value = 2.0  # what dragging the slider in the browser does
+    assert not np.array_equal(explorer.image, first)
+    assert bytes(explorer.view.value) != first_png
+    torch.testing.assert_close(explorer.z, torch.tensor([0.0, 2.0, 0.0, 0.0]))
+    explorer.sliders[0].value = 0.0  # back where it started: the same picture
+    np.testing.assert_array_equal(explorer.image, first)
+    assert bytes(explorer.view.value) == first_png
+
+
+def test_latent_explorer_keeps_other_dims_and_clips_start_to_limits():
+    z0 = torch.tensor([0.5, 9.0, -0.25, 1.0])
+    explorer = LatentExplorer(tiny_decoder(), z0, dims=(1,), limits=(-3, 3))
+    assert explorer.sliders[0].value == 3.0
+    torch.testing.assert_close(explorer.z, torch.tensor([0.5, 3.0, -0.25, 1.0]))
+    np.testing.assert_array_equal(explorer.update(), explorer.image)
+
+
+def test_latent_explorer_shows_2d_points_too():
+    explorer = LatentExplorer(lambda z: z[:, :2] + torch.zeros(50, 2), torch.zeros(2), limits=(-2, 2))
+    before = explorer.image.copy()
+    explorer.sliders[1].value = 1.5
+    assert explorer.image.shape[-1] == 3 and not np.array_equal(explorer.image, before)
+
+
+def test_latent_explorer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"dims must be distinct ints in \[0, 4\), got \(0, 4\)"):
+        LatentExplorer(tiny_decoder(), torch.zeros(4), dims=(0, 4))
+    with pytest.raises(ValueError, match=r"z0 must be a float \(Z,\) vector, got shape \(1, 4\)"):
+        LatentExplorer(tiny_decoder(), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="decode must be a callable"):
+        LatentExplorer("decoder", torch.zeros(4))
+    with pytest.raises(ValueError, match=r"expected images .* got shape \(1,\)"):
+        LatentExplorer(lambda z: z.sum(-1), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        LatentExplorer(lambda z: 5 + torch.zeros(1, 1, 4, 4), torch.zeros(4))
+
+
+def test_interpolation_follows_mode_and_steps():
+    g = torch.Generator().manual_seed(1)
+    z0, z1 = torch.randn(4, generator=g), 3 * torch.randn(4, generator=g)
+    widget = Interpolation(tiny_decoder(), z0, z1, n_steps=6)
+    linear = widget.image.copy()
+    assert linear.shape == (10, 6 * 9 + 1, 1)
+    widget.mode_toggle.value = "spherical"
+    assert not np.array_equal(widget.image, linear)
+    torch.testing.assert_close(widget.path, interpolate(z0, z1, 6, "spherical"))
+    widget.steps_slider.value = 3
+    assert widget.image.shape == (10, 3 * 9 + 1, 1)
+
+
+def test_interpolation_from_inputs_encodes_both_ends():
+    decode = tiny_decoder()
+    encode = lambda x: x.flatten(1)[:, :4]  # noqa: E731 - a stand-in encoder: the first 4 pixels
+    x0, x1 = torch.rand(1, 8, 8), torch.rand(1, 8, 8)
+    widget = Interpolation.from_inputs(encode, decode, x0, x1, n_steps=4)
+    torch.testing.assert_close(widget.path[0], x0.flatten()[:4])
+    torch.testing.assert_close(widget.path[-1], x1.flatten()[:4])
+    with pytest.raises(ValueError, match=r"\(2, Z\), got output shape \(2,\)"):
+        Interpolation.from_inputs(lambda x: x.flatten(1).sum(1), decode, x0, x1)
+
+
+def gaussian_decoder_sampler(decode, z_dim=4):
+    def sample_fn(n, temperature, generator):
+        return decode(temperature * torch.randn(n, z_dim, generator=generator))
+    return sample_fn
+
+
+def test_sampler_is_deterministic_per_seed_and_follows_temperature():
+    sampler = Sampler(gaussian_decoder_sampler(tiny_decoder()), n=6, seed=3, nrow=3)
+    seed3 = sampler.image.copy()
+    assert seed3.shape == (2 * 9 + 1, 3 * 9 + 1, 1)
+    np.testing.assert_array_equal(sampler.update(), seed3)  # same seed, same picture
+    sampler.next_seed()
+    assert sampler.seed_box.value == 4 and not np.array_equal(sampler.image, seed3)
+    sampler.seed_box.value = 3
+    np.testing.assert_array_equal(sampler.image, seed3)
+    sampler.temperature_slider.value = 0.0  # temperature 0: every sample is decode(0)
+    grid = sampler.image
+    np.testing.assert_array_equal(grid[1:9, 1:9], grid[10:18, 19:27])
+
+
+def test_sampler_checks_the_sample_count():
+    with pytest.raises(ValueError, match="must return 5 samples, got 4"):
+        Sampler(lambda n, temperature, generator: torch.rand(4, 1, 8, 8, generator=generator), n=5)
+
+
+def test_step_scrubber_over_frames_and_over_a_function():
+    frames = torch.linspace(0, 1, 5)[:, None, None, None, None].expand(5, 2, 1, 4, 4)  # (T, B, C, H, W)
+    scrubber = StepScrubber(frames)
+    assert scrubber.step_slider.max == 4 and scrubber.image[1, 1, 0] == 0
+    scrubber.step_slider.value = 4
+    assert scrubber.image[1, 1, 0] == 1
+    by_fn = StepScrubber(frame_fn=lambda step: frames[step], n_steps=5)
+    by_fn.step_slider.value = 2
+    scrubber.step_slider.value = 2
+    np.testing.assert_array_equal(by_fn.image, scrubber.image)
+    with pytest.raises(ValueError, match="exactly one of frames or frame_fn"):
+        StepScrubber(frames, frame_fn=lambda step: frames[step], n_steps=5)
+    with pytest.raises(ValueError, match="n_steps, an int >= 1, got None"):
+        StepScrubber(frame_fn=lambda step: frames[step])
+
+
+def test_completion_hides_the_unobserved_rows_and_follows_rows_and_seed():
+    seen = {}
+
+    def complete_fn(x_observed, mask, generator):
+        seen["x_observed"], seen["mask"] = x_observed, mask
+        noise = torch.rand(x_observed.shape, generator=generator)
+        return x_observed * mask + noise * (1 - mask)
+
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    widget = Completion(complete_fn, x, n_rows=2, seed=0)
+    assert (seen["x_observed"][:, :, 2:] == 0).all()  # the model never sees the hidden rows
+    torch.testing.assert_close(seen["x_observed"][:, :, :2], x[:, :, :2])
+    assert widget.image.shape == (3 * 7 + 1, 2 * 7 + 1, 1)
+    first = widget.image.copy()
+    np.testing.assert_array_equal(widget.update(), first)
+    widget.seed_box.value = 1
+    assert not np.array_equal(widget.image, first)
+    widget.rows_slider.value = 6
+    assert seen["mask"].all()
+    with pytest.raises(ValueError, match=r"must return \(2, 1, 6, 6\), got \(2, 6, 6\)"):
+        Completion(lambda x_observed, mask, generator: x_observed[:, 0], x)
+    with pytest.raises(ValueError, match=r"n_rows must be an int in \[0, 6\], got 9"):
+        Completion(complete_fn, x, n_rows=9)
+
+
+def test_widgets_display_as_their_box():
+    explorer = LatentExplorer(tiny_decoder(), torch.zeros(4))
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
