@@ -99,6 +99,7 @@ def test_good_file_is_saved_verified_and_nothing_else_is_left(server, tmp_path):
     assert path == tmp_path / "good.bin"
     assert path.read_bytes() == PAYLOAD
     assert _leftovers(tmp_path) == ["good.bin"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like any cache file
 
 
 def test_sha256_is_accepted(server, tmp_path):
@@ -213,6 +214,13 @@ def test_bad_arguments_raise_value_error_naming_expected_and_received(tmp_path, 
         download("http://127.0.0.1:9/x", tmp_path / "x", **kwargs)
     with pytest.raises(ValueError, match="non-empty sequence of URLs, got"):
         download([], tmp_path / "x", md5=MD5)
+
+
+def test_a_resource_needs_mirrors_and_a_valid_checksum():
+    with pytest.raises(ValueError, match="got neither"):
+        Resource("f.gz", ("http://127.0.0.1:9/f.gz",))
+    with pytest.raises(ValueError, match="expected a tuple of mirror URLs, got 'http"):
+        Resource("f.gz", "http://127.0.0.1:9/f.gz", MD5)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -59,6 +59,11 @@ class Resource:
     md5: str | None = None
     sha256: str | None = None
 
+    def __post_init__(self):
+        _expected_digests(self.md5, self.sha256)  # raises ValueError on a missing or bad one
+        if not self.urls or isinstance(self.urls, str):
+            raise ValueError(f"expected a tuple of mirror URLs, got {self.urls!r}")
+
 
 def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
     """Hex digest of a file, read in chunks (``algorithm`` is ``"md5"`` or ``"sha256"``)."""
@@ -115,7 +120,7 @@ def manual_instructions(resources: Sequence[Resource], folder: str | os.PathLike
 
 
 def _fetch(url: str, tmp: Path, expected: dict[str, str], timeout: float) -> None:
-    """Stream ``url`` into the open temporary file ``tmp``; raise DownloadError on any fault."""
+    """Stream ``url`` into the file ``tmp``, hashing as it goes; raise on any fault."""
     hashes = {name: hashlib.new(name) for name in expected}
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     n_bytes = 0
@@ -193,6 +198,7 @@ def download(
         tmp = Path(tmp_name)
         try:
             _fetch(url, tmp, expected, timeout)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is meant to be shared
             os.replace(tmp, path)
             return path
         except (OSError, ValueError, http.client.HTTPException) as error:  # refused, 404, cut off
