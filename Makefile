@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gmcourse-installed
 
-.PHONY: setup lab test lock assign clean
+.PHONY: setup lab test lock clean
 
 setup: $(STAMP)
 
