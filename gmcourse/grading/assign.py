@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -106,7 +107,13 @@ def make_exercise(solution):
 
 def exercise_text(solution_path: Path) -> str:
     """The exercise notebook's file contents for ``solution_path`` (what assign writes)."""
-    solution = nbformat.read(solution_path, as_version=4)
+    raw = json.loads(Path(solution_path).read_text(encoding="utf-8"))
+    if raw.get("nbformat") != 4:
+        raise AuthoringError(f"{solution_path}: expected an nbformat 4 notebook")
+    for index, cell in enumerate(raw.get("cells", [])):  # stable ids: nbformat would make random ones
+        cell.setdefault("id", f"cell-{index}")
+    raw["nbformat_minor"] = max(raw.get("nbformat_minor", 0), 5)
+    solution = nbformat.reads(json.dumps(raw), as_version=4)
     exercise = make_exercise(solution)
     nbformat.validate(exercise)
     return nbformat.writes(exercise) + "\n"

@@ -176,6 +176,13 @@ def evaluate(student, assignment, inputs, probes, present, result) -> StudentGra
     grade = StudentGrade(student, {q: 0.0 for q in assignment.points}, {}, {},
                          reason=result.get("reason", ""), elapsed=result.get("elapsed", 0.0))
     cells = {cell["index"]: cell for cell in result.get("cells", [])}
+    probe_cells = {index for _, _, index, _ in probes}
+    student_errors = [c for i, c in cells.items() if i not in probe_cells and c["status"] == "error"]
+    if result.get("output_truncated"):
+        grade.notes["output"] = f"outputs beyond {Limits.output_limit_bytes} bytes were dropped"
+    if student_errors:
+        grade.notes["cells"] = (f"{len(student_errors)} of your cells raised, first: "
+                                f"{student_errors[0]['error'][:200]}")
     for qid in assignment.points:
         if present.get(qid, 0) != 1:
             what = "is missing (deleted, or its metadata changed)" if not present.get(qid) else "appears more than once"
@@ -249,6 +256,7 @@ def grade_all(release: Path, submissions: list[Path], hidden: Path | None = None
         job = {"notebook": str(workdir / "submission.ipynb"), "cwd": str(workdir),
                "kernel_dir": str(job_root / "k"), "result": str(job_root / "result.json"),
                "hide": sorted(str(p) for p in hide if not _needed_by_kernel(p)),
+               "readonly": sorted({str(Path(__file__).resolve().parents[2]), str(Path(sys.prefix).resolve())}),
                "prefix": list(isolation.prefix), "mount_private": isolation.mounts_private,
                **limits.__dict__}
         plans[student] = (job, probes, present)

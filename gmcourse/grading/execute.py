@@ -47,6 +47,8 @@ def write_kernel_spec(job: dict) -> Path:
                "--file-mb", str(job["file_mb"])]
     if job["mount_private"]:
         sandbox.append("--mount-private")
+    for path in job["readonly"]:
+        sandbox += ["--readonly", path]
     for path in job["hide"]:
         sandbox += ["--hide", path]
     argv = [*job["prefix"], *sandbox, "--", sys.executable, "-m", "ipykernel_launcher",

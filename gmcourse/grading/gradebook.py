@@ -33,6 +33,8 @@ def feedback_markdown(grade: StudentGrade, points: dict[str, float]) -> str:
              f"**Total: {grade.total:g} / {sum(points.values()):g}**", ""]
     if grade.reason:
         lines += [f"Note: {grade.reason}", ""]
+    if "cells" in grade.notes:
+        lines += [f"Note: {grade.notes['cells']}", ""]
     for qid, worth in points.items():
         lines += [f"## {qid}: {grade.scores[qid]:g} / {worth:g}", ""]
         if qid in grade.notes and not grade.feedback.get(qid):

@@ -6,6 +6,7 @@ Run by file path (standard library only, so it starts fast), usually behind
     python sandbox.py --memory-mb 3000 --file-mb 64 --hide /course/solutions ... -- \
         python -m ipykernel_launcher -f {connection_file}
 
+``--readonly`` paths (the course, the Python environment) are bind-mounted read-only, then
 ``--hide`` paths get an empty read-only tmpfs mounted over them; this only works inside a
 private mount namespace (``--mount-private``), and the launcher refuses to mount otherwise, so it
 never touches the host's mounts.
@@ -40,6 +41,12 @@ def hide(paths: list[str]) -> None:
             subprocess.run(["mount", "--bind", "-o", "ro", "/dev/null", path], check=True)
 
 
+def make_readonly(paths: list[str]) -> None:
+    for path in paths:
+        subprocess.run(["mount", "--bind", path, path], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
+
+
 def limit(memory_mb: int, file_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 2**20, file_mb * 2**20))
@@ -54,11 +61,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--file-mb", type=int, default=64)
     parser.add_argument("--hide", action="append", default=[])
+    parser.add_argument("--readonly", action="append", default=[])
     parser.add_argument("--mount-private", action="store_true")
     args = parser.parse_args(argv[:split])
     command = argv[split + 1:]
     die_with_parent()
-    if args.hide and args.mount_private:
+    if args.mount_private:
+        make_readonly(args.readonly)
         hide(args.hide)
     limit(args.memory_mb, args.file_mb)
     os.execvp(command[0], command)
