@@ -140,15 +140,26 @@ def conv_mask(kernel_size: int, mask_type: str) -> torch.Tensor:
 
 
 class MaskedConv2d(nn.Conv2d):
-    """Same-size 2D convolution whose (k, k) kernel is masked by :func:`conv_mask` (type "A" or "B").
+    """Same-size 2D convolution with a masked kernel: (B, C_in, H, W) -> (B, C_out, H, W).
 
-    (B, C_in, H, W) -> (B, C_out, H, W). One colour channel in raster order (no RGB sub-masks).
+    Either ``mask_type`` "A" or "B" with an odd ``kernel_size`` (the PixelCNN masks of
+    :func:`conv_mask`, one colour channel in raster order), or any 0/1 ``mask`` of odd shape
+    (kh, kw), e.g. the vertical and horizontal stacks of the gated PixelCNN.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | None = None,
+                 mask_type: str | None = None, mask: torch.Tensor | None = None, bias: bool = True):
+        if (mask is None) == (mask_type is None):
+            raise ValueError("give either mask_type ('A' or 'B') with kernel_size, or a mask, not both")
+        if mask is None:
+            mask = conv_mask(kernel_size, mask_type)
+        mask = torch.as_tensor(mask, dtype=torch.float32)
+        if mask.ndim != 2 or mask.shape[0] % 2 == 0 or mask.shape[1] % 2 == 0:
+            raise ValueError(f"mask must be (kh, kw) with odd kh and kw, got {tuple(mask.shape)}")
+        kh, kw = mask.shape
+        super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
         self.mask_type = mask_type
-        self.register_buffer("mask", conv_mask(kernel_size, mask_type)[None, None])  # (1, 1, k, k)
+        self.register_buffer("mask", mask[None, None].clone())  # (1, 1, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.weight * self.mask, self.bias)

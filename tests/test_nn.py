@@ -103,3 +103,22 @@ def test_masked_conv_stack_is_autoregressive_in_raster_order(mask_type):
     assert (jac[allowed] != 0).any()
     if mask_type == "A":
         assert torch.all(jac.diagonal() == 0)
+
+
+def test_masked_conv_with_a_custom_mask_keeps_size_and_zeros():
+    vertical = torch.tensor([[1.0, 1, 1], [1, 1, 1], [0, 0, 0]])  # rows above and the centre row
+    conv = MaskedConv2d(2, 3, mask=vertical)
+    x = torch.randn(1, 2, 7, 6, requires_grad=True)
+    y = conv(x)
+    assert y.shape == (1, 3, 7, 6)
+    (grad,) = torch.autograd.grad(y[0, :, 3, 2].sum(), x)
+    assert grad[0, :, 4:].abs().sum() == 0 and grad[0, :, 3, 2].abs().sum() > 0
+    horizontal = torch.tensor([[1.0, 0, 0]])
+    assert MaskedConv2d(1, 1, mask=horizontal)(torch.randn(1, 1, 3, 4)).shape == (1, 1, 3, 4)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"kernel_size": 3, "mask_type": "A", "mask": torch.ones(3, 3)},
+                                    {"mask": torch.ones(2, 3)}, {"mask": torch.ones(3)}])
+def test_masked_conv_rejects_ambiguous_or_even_masks(kwargs):
+    with pytest.raises(ValueError):
+        MaskedConv2d(1, 1, **kwargs)
