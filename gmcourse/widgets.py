@@ -59,7 +59,8 @@ class _PictureWidget:
             raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
         self.scale, self.nrow = scale, nrow
         self.image = None
-        self.view = w.Image(format="png")
+        # natural size (a VBox would stretch it to the full width), shrunk only on narrow screens
+        self.view = w.Image(format="png", layout=w.Layout(align_self="flex-start", max_width="100%"))
         self.widget = w.VBox([*controls, self.view])
 
     def _on_change(self, change) -> None:
