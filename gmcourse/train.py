@@ -77,12 +77,15 @@ def _save_atomic(state: dict, path: Path) -> None:
 def fit(model: torch.nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | None = None, *,
         epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
         optimizer: torch.optim.Optimizer | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         time_budget: float | None = None, checkpoint: str | os.PathLike | None = None,
         seed: int = 0, clip_grad: float | None = None, progress: bool = True) -> History:
     """Minimise ``model.loss(x)`` with Adam (or ``optimizer``) over mini-batches of ``x_train``.
 
     x_train, x_val: tensors (N, ...) kept where they are; each batch moves to the model's device.
+    scheduler: a learning-rate scheduler built on ``optimizer``, stepped after every optimizer step
+        (so its horizon is counted in steps, e.g. ``CosineAnnealingLR(opt, T_max=epochs * steps)``).
     transform: applied to every *training* batch on the device (e.g. dynamic binarisation).
     time_budget: seconds; training stops after the step that crosses it (counted across resumes).
     checkpoint: a file path; saved atomically after every epoch and at the budget; if it exists,
@@ -100,6 +103,8 @@ def fit(model: torch.nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | Non
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     device = _device_of(model)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("scheduler must be built on the optimizer passed to fit (optimizer=...)")
     order_rng = torch.Generator().manual_seed(seed)
     history, elapsed_before = History(), 0.0
 
@@ -108,6 +113,8 @@ def fit(model: torch.nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | Non
         state = torch.load(path, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
         order_rng.set_state(state["order_rng"])
         history = History(**state["history"])
         elapsed_before = history.seconds[-1] if history.seconds else 0.0
@@ -120,6 +127,7 @@ def fit(model: torch.nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | Non
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict() if scheduler is not None else None,
                           "order_rng": order_rng.get_state(), "history": history.as_dict()}, path)
 
     start = time.perf_counter() - elapsed_before
@@ -146,6 +154,8 @@ def fit(model: torch.nn.Module, x_train: torch.Tensor, x_val: torch.Tensor | Non
             if clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             history.steps += 1
             total, count = total + loss.item() * len(x), count + len(x)
             if time_budget is not None and time.perf_counter() - start >= time_budget:

@@ -120,3 +120,32 @@ def test_evaluate_weights_batches_by_size():
 def test_stopwatch_counts_up():
     elapsed = stopwatch()
     assert 0 <= elapsed() < 1
+
+
+def test_scheduler_steps_once_per_optimizer_step():
+    model = Gaussian()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=40)
+    history = fit(model, data(), epochs=5, batch_size=64, optimizer=optimizer, scheduler=scheduler, progress=False)
+    assert history.steps == 40
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scheduler_must_belong_to_the_optimizer():
+    model = Gaussian()
+    other = torch.optim.SGD(Gaussian().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="scheduler"):
+        fit(model, data(), epochs=1, scheduler=torch.optim.lr_scheduler.StepLR(other, 1), progress=False)
+
+
+def test_scheduler_state_resumes_from_checkpoint(tmp_path):
+    def run(epochs):
+        model = Gaussian()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=64)
+        fit(model, data(), epochs=epochs, batch_size=64, optimizer=optimizer, scheduler=scheduler,
+            checkpoint=tmp_path / "ckpt.pt", progress=False)
+        return optimizer.param_groups[0]["lr"]
+    run(3)
+    resumed = run(8)  # continues from the end of epoch 3: 64 steps in all
+    assert resumed == pytest.approx(0.0, abs=1e-12)
