@@ -17,9 +17,9 @@ from pathlib import Path
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 
@@ -60,6 +60,19 @@ def write_kernel_spec(job: dict) -> Path:
     return spec_dir.parent
 
 
+def kill_kernel(km) -> None:
+    """SIGKILL the kernel's whole process group (``unshare``, the kernel, anything it started).
+
+    Killing only ``unshare`` is not enough: the kernel is PID 1 of its namespace, and a parent
+    death signal does not reach it."""
+    pgid = getattr(km.provisioner, "pgid", None) if km.provisioner else None
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def cell_record(index: int, cell) -> dict:
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
@@ -75,45 +88,44 @@ def run(job: dict) -> dict:
     os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": job["cwd"]})
     ipc_dir = Path(job["kernel_dir"]) / "ipc"
     ipc_dir.mkdir(exist_ok=True)
-    km = KernelManager(kernel_name="gmcourse-sandbox", transport="ipc", ip=str(ipc_dir / "k"),
-                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(write_kernel_spec(job))]),
-                       connection_file=str(Path(job["kernel_dir"]) / "connection.json"))
+    km = AsyncKernelManager(kernel_name="gmcourse-sandbox", transport="ipc", ip=str(ipc_dir / "k"),
+                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(write_kernel_spec(job))]),
+                            connection_file=str(Path(job["kernel_dir"]) / "connection.json"))
     client = CappedClient(nb, km=km, timeout=job["cell_timeout"], allow_errors=True,
-                          interrupt_on_timeout=True, startup_timeout=60,
-                          error_on_timeout={"ename": "CellTimeoutError",
-                                            "evalue": f"cell ran over {job['cell_timeout']} s"},
+                          interrupt_on_timeout=False, startup_timeout=60,
                           resources={"metadata": {"path": job["cwd"]}})
     client.output_limit = job["output_limit_bytes"]
     stopped = {"reason": ""}
 
     def kill_on_total_timeout():
+        """Kill the kernel; if nbclient still waits on a dead channel, report and exit."""
         stopped["reason"] = f"notebook ran over its total time limit of {job['total_timeout']} s"
-        pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_kernel(km)
+        time.sleep(10)
+        Path(job["result"]).write_text(json.dumps(report(time.monotonic() - start)))
+        os._exit(0)
+
+    def report(elapsed):
+        return {"reason": stopped["reason"][:500], "elapsed": round(elapsed, 2),
+                "output_truncated": client.output_truncated,
+                "cells": [cell_record(i, cell) for i, cell in enumerate(nb.cells)]}
 
     watchdog = threading.Timer(job["total_timeout"], kill_on_total_timeout)
     start = time.monotonic()
     watchdog.start()
     try:
         client.execute()
+    except CellTimeoutError:
+        stopped["reason"] = stopped["reason"] or (
+            f"a cell ran over the per-cell time limit of {job['cell_timeout']} s; the kernel was stopped")
     except DeadKernelError:
         stopped["reason"] = stopped["reason"] or "the kernel died (memory limit or a crash)"
     except Exception as error:  # the grader records it and goes on with the next submission
         stopped["reason"] = stopped["reason"] or f"execution failed: {type(error).__name__}: {error}"
     finally:
         watchdog.cancel()
-        try:
-            if km.has_kernel:
-                km.shutdown_kernel(now=True)
-        except Exception:
-            pass
-    return {"reason": stopped["reason"][:500], "elapsed": round(time.monotonic() - start, 2),
-            "output_truncated": client.output_truncated,
-            "cells": [cell_record(i, cell) for i, cell in enumerate(nb.cells)]}
+        kill_kernel(km)
+    return report(time.monotonic() - start)
 
 
 if __name__ == "__main__":

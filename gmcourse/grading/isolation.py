@@ -1,8 +1,8 @@
 """How much the operating system lets the grader isolate a student's kernel.
 
-Tried in order, each with a trial run of ``true``: as root, ``unshare`` with new network, mount
-and PID namespaces (no network, solutions hidden, every process the student starts dies with
-the kernel); as a user, the same inside a user namespace (``unshare -r``); else nothing, which
+Tried in order, each with a trial run of ``true``: as root, ``unshare`` with new network and
+mount namespaces (no network, solutions hidden; ``unshare`` execs the kernel, so interrupts and
+kills reach it directly, and the grader kills the kernel's whole process group at the end); as a user, the same inside a user namespace (``unshare -r``); else nothing, which
 the gradebook records. Resource limits (memory, file size) apply in every case.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-UNSHARE = ("--net", "--mount", "--pid", "--fork", "--kill-child")
+UNSHARE = ("--net", "--mount")  # no --pid: the kernel must be the launched process, to get SIGINT
 
 
 @dataclass(frozen=True)

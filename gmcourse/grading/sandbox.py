@@ -1,7 +1,7 @@
 """Kernel launcher for batch grading: hide paths, set resource limits, then exec the kernel.
 
 Run by file path (standard library only, so it starts fast), usually behind
-``unshare --net --mount --pid --fork --kill-child`` (see :mod:`gmcourse.grading.isolation`):
+``unshare --net --mount`` (see :mod:`gmcourse.grading.isolation`):
 
     python sandbox.py --memory-mb 3000 --file-mb 64 --hide /course/solutions ... -- \
         python -m ipykernel_launcher -f {connection_file}
