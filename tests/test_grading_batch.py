@@ -107,16 +107,17 @@ def submissions(gradebook: Path) -> dict:
     cases["renamed_function"] = (renamed_fn, {"q1": 2, "q2": 2, "q3": 0}, "'fit_mixture' is not defined")
 
     loud = after(copy.deepcopy(sol), "q1", "for _ in range(200):\n    print('x' * 50_000)")
-    cases["megabytes_of_output"] = (loud, FULL, "dropped")
+    cases["megabytes_of_output"] = (loud, {"q1": 0, "q2": 0, "q3": 0}, "dropped")
 
-    cheat = copy.deepcopy(ex)
-    cheat.cells.append(nbformat.v4.new_code_cell(READ_SOLUTIONS))
-    cases["reads_solutions"] = (cheat, {"q1": 0, "q2": 0, "q3": 0}, "")
+    cheat = copy.deepcopy(sol)  # right answers, plus a look at the solutions: still zero
+    cheat.cells.append(nbformat.v4.new_code_cell("try:\n" + "\n".join("    " + line for line in READ_SOLUTIONS.splitlines())
+                                                  + "\nexcept Exception:\n    pass"))
+    cases["reads_solutions"] = (cheat, {"q1": 0, "q2": 0, "q3": 0}, "tried to reach")
 
     vandal = after(copy.deepcopy(sol), "q1",
                    f"open({str(gradebook)!r}, 'w').write('student,q1,q2,q3,total,notes\\nmallory,9,9,9,27,\\n')\n"
                    f"open({str(TAMPER_FILE)!r}, 'w').write('x = 1')")
-    cases["writes_gradebook"] = (vandal, FULL, "")
+    cases["writes_gradebook"] = (vandal, {"q1": 0, "q2": 0, "q3": 0}, "tried to reach")
 
     patched = copy.deepcopy(ex)
     patched.cells.append(nbformat.v4.new_code_cell("import torch\n" + WRONG_ANSWERS + MONKEYPATCH))

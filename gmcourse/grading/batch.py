@@ -172,14 +172,44 @@ def load_outputs(path: Path) -> dict:
         return {key: np.asarray(data[key], dtype=np.float64) for key in data.files}
 
 
+def read_guard_log(path: Path) -> list[str]:
+    """The protected paths a submission tried to touch, from :mod:`kernel_guard`'s log."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[:100]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            found.append(f"{entry['event']} on {entry['path']}")
+        except (ValueError, KeyError, TypeError):
+            found.append("an unreadable guard record")
+    return list(dict.fromkeys(found))
+
+
+def misconduct_reason(result: dict) -> str:
+    """Why a submission gets zero whatever its answers: it flooded the output or broke bounds."""
+    reasons = []
+    if result.get("guard"):
+        reasons.append("zero: the notebook tried to reach what it may not (solutions, hidden checks, "
+                       "gradebook or the course files): " + ", ".join(result["guard"][:3]))
+    if result.get("output_truncated"):
+        reasons.append(f"zero: the notebook printed more than {Limits.output_limit_bytes:,} bytes of "
+                       "output, which were dropped")
+    return "; ".join(reasons)
+
+
 def evaluate(student, assignment, inputs, probes, present, result) -> StudentGrade:
     grade = StudentGrade(student, {q: 0.0 for q in assignment.points}, {}, {},
                          reason=result.get("reason", ""), elapsed=result.get("elapsed", 0.0))
+    misconduct = misconduct_reason(result)
+    if misconduct:  # zero for the whole notebook, with the reason, and no checks run
+        grade.reason = "; ".join(r for r in (misconduct, grade.reason) if r)
+        return grade
     cells = {cell["index"]: cell for cell in result.get("cells", [])}
     probe_cells = {index for _, _, index, _ in probes}
     student_errors = [c for i, c in cells.items() if i not in probe_cells and c["status"] == "error"]
-    if result.get("output_truncated"):
-        grade.notes["output"] = f"outputs beyond {Limits.output_limit_bytes} bytes were dropped"
     if student_errors:
         grade.notes["cells"] = (f"{len(student_errors)} of your cells raised, first: "
                                 f"{student_errors[0]['error'][:200]}")
@@ -255,6 +285,7 @@ def grade_all(release: Path, submissions: list[Path], hidden: Path | None = None
                                       *(Path(s).resolve().parent for s in submissions)] if p.exists()}
         job = {"notebook": str(workdir / "submission.ipynb"), "cwd": str(workdir),
                "kernel_dir": str(job_root / "k"), "result": str(job_root / "result.json"),
+               "guard_log": str(job_root / "guard.jsonl"),
                "hide": sorted(str(p) for p in hide if not _needed_by_kernel(p)),
                "readonly": sorted({str(Path(__file__).resolve().parents[2]), str(Path(sys.prefix).resolve())}),
                "prefix": list(isolation.prefix), "mount_private": isolation.mounts_private,
@@ -262,6 +293,8 @@ def grade_all(release: Path, submissions: list[Path], hidden: Path | None = None
         plans[student] = (job, probes, present)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(zip(plans, pool.map(lambda p: run_worker(p[0], limits), plans.values())))
+    for student, (job, _, _) in plans.items():
+        results[student]["guard"] = read_guard_log(Path(job["guard_log"]))
     for student, (job, probes, present) in plans.items():
         try:
             grades[student] = evaluate(student, assignment, inputs, probes, present, results[student])

@@ -22,6 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
+GUARD = Path(__file__).with_name("kernel_guard.py")
 
 
 class CappedClient(NotebookClient):
@@ -51,10 +52,10 @@ def write_kernel_spec(job: dict) -> Path:
         sandbox += ["--readonly", path]
     for path in job["hide"]:
         sandbox += ["--hide", path]
-    argv = [*job["prefix"], *sandbox, "--", sys.executable, "-m", "ipykernel_launcher",
-            "-f", "{connection_file}"]
+    argv = [*job["prefix"], *sandbox, "--", sys.executable, str(GUARD), "-f", "{connection_file}"]
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "HOME": job["cwd"], "PYTHONDONTWRITEBYTECODE": "1"}
+           "HOME": job["cwd"], "PYTHONDONTWRITEBYTECODE": "1", "GMCOURSE_GUARD_LOG": job["guard_log"],
+           "GMCOURSE_GUARD_READ": json.dumps(job["hide"]), "GMCOURSE_GUARD_WRITE": json.dumps(job["readonly"])}
     spec = {"argv": argv, "display_name": "gmcourse sandbox", "language": "python", "env": env}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return spec_dir.parent
