@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gmcourse-installed
 
-.PHONY: setup lab test lock clean
+.PHONY: setup lab test assign lock clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+assign: $(STAMP)
+	$(VENV)/bin/gmcourse assign
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^gmcourse' | sed 's/+cpu$$//' > requirements.lock.new
