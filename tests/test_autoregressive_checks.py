@@ -1,10 +1,7 @@
 """Checks of exercise 01 (autoregressive): the solution passes public and hidden checks, and each
 typical mistake fails the check written for it (so no check passes whatever the answer)."""
-import importlib.util
 import math
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from torch import nn
@@ -12,32 +9,18 @@ from torch import nn
 from gmcourse.checks import autoregressive
 from gmcourse.grading import Checker
 
-ROOT = Path(__file__).resolve().parents[1]
+from exercise_helpers import failed, graded_answers, hidden_checks
 
 
 @pytest.fixture(scope="module")
 def solution():
     """The functions of solutions/01_autoregressive.ipynb, taken from its graded cells."""
-    namespace = {"math": math, "torch": torch, "nn": nn}
-    nb = nbformat.read(ROOT / "solutions" / "01_autoregressive.ipynb", as_version=4)
-    graded = [cell for cell in nb.cells if "question" in cell.metadata.get("gmcourse", {})]
-    assert [cell.metadata["gmcourse"]["question"] for cell in graded] == ["q1", "q2", "q3"]
-    for cell in graded:
-        exec(cell.source, namespace)
-    return namespace
+    return graded_answers("01_autoregressive", {"math": math, "torch": torch, "nn": nn}, ["q1", "q2", "q3"])
 
 
 @pytest.fixture(scope="module")
 def hidden():
-    path = ROOT / "instructor" / "hidden" / "01_autoregressive.py"
-    spec = importlib.util.spec_from_file_location("hidden_01_autoregressive", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def failed(checks, namespace, qid):
-    return [o.check for o in Checker(checks, namespace).results(qid) if not o.passed]
+    return hidden_checks("01_autoregressive")
 
 
 @pytest.mark.parametrize("qid", ["q1", "q2", "q3"])

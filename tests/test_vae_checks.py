@@ -1,42 +1,26 @@
 """Checks of exercise 02 (VAE): the solution passes public and hidden checks, and each typical
 mistake fails the check written for it (so no check passes whatever the answer)."""
-import importlib.util
 import math
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
 from gmcourse.checks import vae
-from gmcourse.grading import Checker
 from gmcourse.metrics import bernoulli_nll
 
-ROOT = Path(__file__).resolve().parents[1]
+from exercise_helpers import failed, graded_answers, hidden_checks
 
 
 @pytest.fixture(scope="module")
 def solution():
     """The functions of solutions/02_vae.ipynb, taken from its graded cells."""
     namespace = {"math": math, "torch": torch, "bernoulli_nll": bernoulli_nll, "LOG_2PI": math.log(2 * math.pi)}
-    nb = nbformat.read(ROOT / "solutions" / "02_vae.ipynb", as_version=4)
-    graded = [cell for cell in nb.cells if "question" in cell.metadata.get("gmcourse", {})]
-    assert [cell.metadata["gmcourse"]["question"] for cell in graded] == ["q1", "q2", "q3", "q4"]
-    for cell in graded:
-        exec(cell.source, namespace)
-    return namespace
+    return graded_answers("02_vae", namespace, ["q1", "q2", "q3", "q4"])
 
 
 @pytest.fixture(scope="module")
 def hidden():
-    spec = importlib.util.spec_from_file_location("hidden_02_vae", ROOT / "instructor" / "hidden" / "02_vae.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def failed(checks, namespace, qid):
-    return [o.check for o in Checker(checks, namespace).results(qid) if not o.passed]
+    return hidden_checks("02_vae")
 
 
 @pytest.mark.parametrize("qid", ["q1", "q2", "q3", "q4"])
