@@ -1,10 +1,10 @@
 """Shared by the exercise-check tests: a solution's graded answers, its hidden checks, failures."""
-import importlib.util
 from pathlib import Path
 
 import nbformat
 
 from gmcourse.grading import Checker
+from gmcourse.grading.batch import load_hidden_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,10 +21,7 @@ def graded_answers(name: str, namespace: dict, question_ids: list[str]) -> dict:
 
 def hidden_checks(name: str):
     """The module instructor/hidden/<name>.py, loaded by path (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location(f"hidden_{name}", ROOT / "instructor" / "hidden" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_hidden_checks(ROOT / "instructor" / "hidden" / f"{name}.py")
 
 
 def failed(checks, namespace, qid):

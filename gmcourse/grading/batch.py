@@ -82,17 +82,23 @@ def _questions(module, source: str) -> dict[str, Question]:
     return {question.id: question for question in questions}
 
 
+def load_hidden_checks(path: Path):
+    """The hidden-check module at ``path``, loaded by file: it is never installed or released."""
+    spec = importlib.util.spec_from_file_location(f"gmcourse_hidden_{path.stem}", path)
+    if spec is None or not path.exists():
+        raise FileNotFoundError(f"hidden checks not found: {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_assignment(release: Path, hidden: Path | None) -> Assignment:
     """Read the released exercise and its checks; ``hidden`` defaults to instructor/hidden/<name>.py."""
     nb = nbformat.read(release, as_version=4)
     public = _questions(importlib.import_module(check_module_name(nb)), check_module_name(nb))
     course = release.resolve().parent.parent
     hidden = hidden or course / "instructor" / "hidden" / f"{release.stem}.py"
-    spec = importlib.util.spec_from_file_location(f"gmcourse_hidden_{release.stem}", hidden)
-    if spec is None or not hidden.exists():
-        raise FileNotFoundError(f"hidden checks not found: {hidden}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_hidden_checks(hidden)
     points = graded_questions(nb)
     for qid in points:
         if qid not in public:
