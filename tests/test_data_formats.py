@@ -210,4 +210,5 @@ def test_load_cifar10_checks_the_md5_then_returns_tensors(tmp_path, monkeypatch)
     assert isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.shape == (3, 3, 32, 32)
     assert y.dtype == torch.int64 and y.tolist() == batches["test_batch"]["labels"]
     x_train, _ = images.load_cifar10("train", root=tmp_path, download=False)
-    assert x_train.shape == (15, 3, 32, 32)
+    x_val, _ = images.load_cifar10("val", root=tmp_path, download=False)
+    assert x_train.shape == (13, 3, 32, 32) and x_val.shape == (2, 3, 32, 32)  # the last sixth
