@@ -118,13 +118,28 @@ def contour_2d(log_probs: dict[str, Callable], lim: float = 4.0, n: int = 150, l
     return fig, ax
 
 
-def loss_curves(history, ylabel: str = "loss (nats)", title: str | None = None, ax=None, save_as=None):
-    """Train and validation loss per epoch from a :class:`gmcourse.train.History` (or a dict)."""
+_CURVE_LABELS = {"train_loss": "train", "val_loss": "validation"}
+_NOT_METRICS = ("epoch", "seconds", "steps", "stopped_by")
+
+
+def loss_curves(history, ylabel: str = "loss (nats)", title: str | None = None, ax=None, save_as=None,
+                metrics: Sequence[str] | None = None):
+    """Named metrics per epoch from a :class:`gmcourse.train.History` (or a dict of lists).
+
+    metrics: which to draw (default: every metric the history holds, e.g. ``train_loss`` and
+    ``val_loss``, or ``d_loss`` and ``g_loss``); ``train_loss``/``val_loss`` are labelled
+    "train"/"validation".
+    """
     h = history if isinstance(history, dict) else history.as_dict()
+    names = list(metrics) if metrics is not None else [k for k in h if k not in _NOT_METRICS and h[k]]
+    missing = [name for name in names if name not in h]
+    if missing or not names:
+        known = [k for k in h if k not in _NOT_METRICS]
+        raise ValueError(f"expected metrics the history holds ({known}), got {missing or names}")
     fig, ax = _axes(ax, figsize=(5, 3.5))
-    ax.plot(h["epoch"], h["train_loss"], label="train")
-    if h.get("val_loss"):
-        ax.plot(h["epoch"], h["val_loss"], label="validation")
+    for name in names:
+        if h[name]:
+            ax.plot(h["epoch"], h[name], label=_CURVE_LABELS.get(name, name))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.legend()

@@ -37,7 +37,7 @@ def test_make_grid_accepts_uint8_and_rejects_out_of_range_floats():
 def test_every_plot_returns_fig_and_ax_and_saves_only_when_asked(tmp_path):
     d = EightGaussians()
     x = d.sample(100)
-    h = History(epoch=[1, 2], train_loss=[3.0, 2.0], val_loss=[3.1, 2.2], seconds=[0.1, 0.2])
+    h = History(epoch=[1, 2], metrics={"train_loss": [3.0, 2.0], "val_loss": [3.1, 2.2]}, seconds=[0.1, 0.2])
     results = [
         plot.image_grid(torch.rand(6, 1, 8, 8)),
         plot.scatter_2d(x, label="data"),

@@ -82,7 +82,7 @@ def test_nan_guard_names_the_step():
         def loss(self, x):
             return super().loss(x) * float("nan") if self.mu.item() > 0.5 else super().loss(x)
 
-    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch \d+, step \d+"):
+    with pytest.raises(FloatingPointError, match=r"metric 'train_loss' is nan at epoch \d+, step \d+"):
         fit(Exploding(), data(), epochs=50, lr=0.1, progress=False)
 
 
