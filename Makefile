@@ -18,8 +18,22 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# `make lab`: JupyterLab on the whole course (the repository root: lectures/, exercises/,
+# solutions/) at http://$(LAB_IP):$(LAB_PORT)/lab; it prints that address, and JupyterLab prints
+# the full URL with its token. As root (a container, a cloud box) it adds --allow-root; on Linux
+# without a display it adds --no-browser. Another port: `make lab LAB_PORT=8890`; from outside a
+# container or VM: `make lab LAB_IP=0.0.0.0` (anyone who has the token can then run code).
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab lectures/
+	@flags=""; \
+	if [ "$$(id -u)" = 0 ]; then flags="--allow-root"; echo "make lab: running as root, so JupyterLab runs with --allow-root"; fi; \
+	if [ "$$(uname -s)" != Darwin ] && [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ]; then flags="$$flags --no-browser"; \
+	  echo "make lab: no display here, so no browser opens: open the URL below in a browser (over ssh: ssh -L $(LAB_PORT):localhost:$(LAB_PORT) <this host>)"; fi; \
+	echo "make lab: JupyterLab on the whole course in $(CURDIR) (lectures/, exercises/, solutions/)"; \
+	echo "make lab: point your browser at http://$(LAB_IP):$(LAB_PORT)/lab?token=<the token printed below>; Ctrl-C stops it"; \
+	exec $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.ip=$(LAB_IP) \
+	  --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 $$flags
 
 test: $(STAMP)
 	$(PY) -m pytest
