@@ -245,7 +245,7 @@ def _fingerprint_code(obj, digest, seen: set, depth: int = 0) -> None:
         return
     seen.add(id(obj))
     if isinstance(obj, type):
-        if obj.__module__ not in ("__main__",) and not obj.__module__.startswith("gmcourse"):
+        if _is_library(obj.__module__):
             digest.update(f"class {obj.__module__}.{obj.__qualname__}".encode())
             return
         digest.update(f"class {obj.__qualname__}".encode())
@@ -273,7 +273,7 @@ def _fingerprint_code(obj, digest, seen: set, depth: int = 0) -> None:
         if callable(obj) and not isinstance(obj, type):
             _fingerprint_code(type(obj), digest, seen, depth + 1)
         return
-    if not (obj.__module__ in (None, "__main__") or str(obj.__module__).startswith("gmcourse")):
+    if _is_library(obj.__module__):
         digest.update(f"fn {obj.__module__}.{obj.__qualname__}".encode())  # a library: by name
         return
     try:
@@ -289,6 +289,19 @@ def _fingerprint_code(obj, digest, seen: set, depth: int = 0) -> None:
             digest.update(repr(value).encode())
         elif isinstance(value, (types.FunctionType, types.MethodType, type, nn.Module)):
             _fingerprint_code(value, digest, seen, depth + 1)
+
+
+def _is_library(module_name: str | None) -> bool:
+    """Code of the standard library or an installed package (by name in the key; its version does
+    not change a setting), as opposed to the course's, a notebook's or a test's (by source)."""
+    if not module_name or module_name == "__main__" or module_name.startswith("gmcourse"):
+        return False
+    top = module_name.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    module = sys.modules.get(top)
+    where = getattr(module, "__file__", None) or ""
+    return "site-packages" in where or "dist-packages" in where
 
 
 def _cell_filled(cell) -> bool:
@@ -332,8 +345,9 @@ def _fingerprint_value(value, digest) -> None:
 
 def run_key(*, step, state, data, validate=None, settings: Mapping | None = None) -> str:
     """A short hash of what decides a run: the update and validation code (and the settings and
-    functions they reach), the initial values of everything in ``state`` (so seeds, architectures
-    and optimiser settings count), the data, the loop's settings and the mode (smoke or full)."""
+    functions they reach), the code and initial values of everything in ``state`` (so seeds,
+    architectures and optimiser and scheduler settings count), the global torch random state, the
+    data, the loop's settings and the mode (smoke or full)."""
     digest = hashlib.sha256()
     seen: set = set()
     for fn in (step, validate, data if callable(data) and not isinstance(data, torch.Tensor) else None):
@@ -344,7 +358,10 @@ def run_key(*, step, state, data, validate=None, settings: Mapping | None = None
         digest.update(f"|state {name} {type(obj).__name__}|".encode())
         if isinstance(obj, nn.Module):
             digest.update(repr(obj).encode())
-            _fingerprint_code(type(obj), digest, seen)
+            for module in obj.modules():  # the code of every network inside, not only its shape
+                _fingerprint_code(type(module), digest, seen)
+        for fn in getattr(obj, "lr_lambdas", None) or ():  # a LambdaLR's schedule
+            _fingerprint_code(fn, digest, seen)
         if isinstance(obj, torch.Generator):
             _fingerprint_tensor(obj.get_state(), digest)
         elif isinstance(obj, torch.Tensor):
@@ -357,6 +374,8 @@ def run_key(*, step, state, data, validate=None, settings: Mapping | None = None
     elif isinstance(data, (tuple, list)):
         for t in data:
             _fingerprint_tensor(t, digest)
+    digest.update(b"|global rng|")  # what the run draws without a generator of its own
+    _fingerprint_tensor(torch.get_rng_state(), digest)
     _fingerprint_value(dict(settings or {}, smoke=SMOKE), digest)
     return digest.hexdigest()[:16]
 

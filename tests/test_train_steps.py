@@ -223,6 +223,7 @@ def step_with_global(batch, state):
 
 
 def key(step=gan_step, state=None, data=None, **settings):
+    torch.manual_seed(0)
     return run_key(step=step, state=state or gan_state(), data=points() if data is None else data,
                    settings=dict(dict(epochs=3, batch_size=64), **settings))
 
@@ -247,6 +248,10 @@ def test_the_key_changes_with_every_setting_and_only_then(monkeypatch):
         "epochs": key(epochs=4),
         "batch size": key(batch_size=32),
     }
+    state = gan_state()
+    torch.manual_seed(1)
+    others["global random state"] = run_key(step=gan_step, state=state, data=points(),
+                                            settings=dict(epochs=3, batch_size=64))
     for what, value in others.items():
         assert value != base, f"changing the {what} kept the key"
     g1 = key(step=step_with_global, state={"m": nn.Linear(1, 1)})
@@ -256,6 +261,29 @@ def test_the_key_changes_with_every_setting_and_only_then(monkeypatch):
     def closure_step(scale):
         return lambda batch, state: {"loss": torch.tensor(scale)}
     assert key(step=closure_step(1.0), state={"m": nn.Linear(1, 1)}) != key(step=closure_step(2.0), state={"m": nn.Linear(1, 1)})
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return x
+    torch.manual_seed(0)
+    before = run_key(step=gan_step, state={"m": nn.Sequential(Net())}, data=points(), settings={})
+
+    def doubled(self, x):
+        return 2 * x
+    Net.forward = doubled  # the same shapes and weights, other code inside the network
+    torch.manual_seed(0)
+    assert run_key(step=gan_step, state={"m": nn.Sequential(Net())}, data=points(), settings={}) != before
+
+    def schedule(factor):
+        model = nn.Linear(1, 1)
+        opt = torch.optim.Adam(model.parameters())
+        torch.manual_seed(0)
+        return {"m": model, "opt": opt, "sched": torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor)}
+    torch.manual_seed(0)
+    a = run_key(step=gan_step, state=schedule(1.0), data=points(), settings={})
+    torch.manual_seed(0)
+    b = run_key(step=gan_step, state=schedule(0.5), data=points(), settings={})
+    assert a != b  # a LambdaLR's schedule counts
 
 
 def test_cache_name_is_checked():

@@ -1,0 +1,96 @@
+"""Machine-readable results of a lecture run: the measured figures, the run's time and device.
+
+A lecture ends with::
+
+    save_results("02_vae", {"conv_vae_nelbo_test": 97.4, ...}, seconds=lecture_clock())
+
+which writes ``lectures/02_vae.results.json`` beside the notebook (in a clone; the current folder
+elsewhere; ``$GMCOURSE_RESULTS`` when set, as the test suite does so that smoke runs never
+overwrite the committed full-mode figures). Tests and the README's results table read the file
+through :func:`load_results` instead of searching the printed text.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from gmcourse.config import SMOKE, get_device
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_LECTURE = re.compile(r"^\d\d_[a-z0-9_]+$")
+
+
+def results_path(lecture: str) -> Path:
+    """Where the results of ``lecture`` (e.g. "02_vae") are written and read."""
+    if not isinstance(lecture, str) or not _LECTURE.match(lecture):
+        raise ValueError(f"lecture must be a notebook's name such as '02_vae', got {lecture!r}")
+    folder = os.environ.get("GMCOURSE_RESULTS")
+    if folder:
+        return Path(folder) / f"{lecture}.results.json"
+    lectures = _CHECKOUT / "lectures"
+    return (lectures if lectures.is_dir() else Path.cwd()) / f"{lecture}.results.json"
+
+
+def _check_figures(figures: Mapping) -> dict:
+    if not isinstance(figures, Mapping) or not figures:
+        raise ValueError(f"figures must be a non-empty dict of name -> number, got {figures!r}")
+    out = {}
+    for name, value in figures.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"figure names must be identifiers such as 'made_nll_test', got {name!r}")
+        if isinstance(value, torch.Tensor):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"figure {name!r} must be a finite number, got {value!r}")
+        out[name] = value
+    return out
+
+
+def save_results(lecture: str, figures: Mapping[str, float], *, seconds: float) -> Path:
+    """Write the lecture's measured figures (name -> number) and the run's wall time in seconds,
+    mode (smoke or full), device, torch version and date; returns the file's path."""
+    figures = _check_figures(figures)
+    if not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ValueError(f"seconds must be the run's wall time (a number >= 0), got {seconds!r}")
+    device = get_device()
+    record = {
+        "lecture": lecture,
+        "mode": "smoke" if SMOKE else "full",
+        "seconds": round(float(seconds), 1),
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "figures": figures,
+    }
+    path = results_path(lecture)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(lecture: str, path: str | os.PathLike | None = None) -> dict:
+    """The record :func:`save_results` wrote for ``lecture`` (or the file at ``path``)."""
+    path = Path(path) if path is not None else results_path(lecture)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected the results of {lecture} at {path}; run the lecture to write them")
+    record = json.loads(path.read_text())
+    missing = {"lecture", "mode", "seconds", "device", "figures"} - set(record)
+    if missing:
+        raise ValueError(f"{path}: expected a results record, it lacks {sorted(missing)}")
+    return record
+
+
+__all__ = ["load_results", "results_path", "save_results"]
