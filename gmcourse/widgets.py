@@ -6,7 +6,13 @@ the current control values (the controls call it when they change, and it is the
 picture changes, so a test can call it too), ``.image`` (the shown picture, an (H, W, C) float
 array in [0, 1]) and ``.view`` (an ``ipywidgets.Image`` holding it as PNG bytes, which renders in
 JupyterLab, Notebook, VS Code and Colab). ``.widget`` is the whole box; a widget also displays
-itself when it is the last expression of a cell.
+itself when it is the last expression of a cell or passed to ``display``.
+
+Only core ipywidgets (sliders, buttons, text boxes, ``Play``, ``Image``, boxes) are used, and a
+widget is shown through IPython's public display protocol, so every widget works on ipywidgets
+7.7 (Colab's runtime, whose front end does not support ipywidgets 8) and on 8.x, and needs no
+``google.colab.output.enable_custom_widget_manager()``. ``tests/test_colab_env.py`` runs the
+widget tests and the lectures' widget cells against Colab's versions.
 
 Model outputs are images (B, C, H, W) or (B, H, W) in [0, 1], tiled with
 ``gmcourse.plot.make_grid``, or 2D points (B, 2), drawn as a scatter.
@@ -19,6 +25,7 @@ from typing import Callable, Sequence
 
 import ipywidgets as w
 import torch
+from IPython.display import display
 
 from gmcourse.widgets_core import MODES, interpolate, lerp, render, slerp, to_png, top_rows_mask
 
@@ -71,8 +78,11 @@ class _PictureWidget:
         self.view.value = to_png(self.image, self.scale)
         return self.image
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def _ipython_display_(self, **kwargs):
+        # the public display protocol: IPython calls this for display(widget) and for a cell's
+        # last expression; display(box) then works on ipywidgets 8 (_repr_mimebundle_) and on
+        # ipywidgets 7 (_ipython_display_, what Colab's runtime has)
+        display(self.widget)
 
 
 class LatentExplorer(_PictureWidget):
