@@ -45,5 +45,17 @@ lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^gmcourse' | sed 's/+cpu$$//' > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
+# Colab's environment (colab/check.py; docs/instructors.md, "Colab"). colab-lite: Colab's versions
+# of the course's pure-Python stack on the lock's CPU torch, in .venv/colab-lite (make test builds
+# and uses it too). colab-check: Colab's exact versions (Python 3.12 from pyenv, torch 2.9.0 from
+# PyPI, about 5 GB) in build/colab-check, every notebook run there in smoke mode the way Colab runs
+# it; the report is build/colab-check/report.md. Run it whenever Colab moves to a new runtime.
+.PHONY: colab-lite colab-check
+colab-lite: $(STAMP)
+	$(PY) colab/check.py lite
+
+colab-check: $(STAMP)
+	$(PY) colab/check.py exact
+
 clean:
 	rm -rf $(VENV)

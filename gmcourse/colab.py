@@ -66,10 +66,11 @@ def colab_badge(path: str | Path) -> str:
 _EXTRA_MARKER = re.compile(r"""^(?P<req>[^;]+);\s*extra\s*==\s*["'](?P<extra>[^"']+)["']\s*$""")
 
 
-def colab_requirements(dist: str = "gmcourse") -> list[str]:
-    """The ``colab`` group of the installed ``gmcourse``'s metadata, e.g. ``["torchdiffeq==0.2.5"]``."""
+def colab_requirements(requires=None) -> list[str]:
+    """The ``colab`` group, e.g. ``["torchdiffeq==0.2.5"]``, from ``Requires-Dist`` lines
+    (default: the installed ``gmcourse``'s metadata, which pip wrote from pyproject.toml)."""
     requirements = []
-    for line in metadata.requires(dist) or []:
+    for line in metadata.requires("gmcourse") or [] if requires is None else requires:
         match = _EXTRA_MARKER.match(line)
         if match and match["extra"] == EXTRA:
             requirements.append(match["req"].strip())
@@ -109,7 +110,7 @@ def missing(requirements, installed: dict[str, str]) -> list[str]:
 
 
 def install_command(requirements, constraints_file: str | Path, pip_args=()) -> list[str]:
-    return [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", str(constraints_file),
+    return [sys.executable, "-m", "pip", "install", "--constraint", str(constraints_file),
             *pip_args, *requirements]
 
 
