@@ -1,7 +1,8 @@
 """``gmcourse`` command line: ``assign`` (solutions -> exercises) and ``grade`` (batch grading).
 
     gmcourse assign [solutions/00_intro.ipynb ...] [--out exercises]
-    gmcourse grade exercises/00_intro.ipynb submissions/*.ipynb -o grades.csv [--feedback DIR]
+    gmcourse export [lectures/01_autoregressive.ipynb ...] [--check]
+    gmcourse grade exercises/00_intro.ipynb submissions/*.ipynb -o grades.csv [--feedback DIR] [--no-sandbox]
 """
 from __future__ import annotations
 
@@ -24,29 +25,54 @@ def assign_command(args) -> int:
 
 
 def grade_command(args) -> int:
-    from gmcourse.grading.batch import Limits, grade_all, load_assignment
+    from gmcourse.grading import sandbox
+    from gmcourse.grading.batch import Limits, SandboxUnavailable, grade_all, load_assignment
     from gmcourse.grading.gradebook import write_gradebook
-    from gmcourse.grading.isolation import detect
 
     release = Path(args.exercise)
     csv_path = Path(args.output)
     feedback = Path(args.feedback) if args.feedback else csv_path.with_name(f"{csv_path.stem}-feedback")
+    hidden = Path(args.hidden) if args.hidden else None
     limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
                     memory_mb=args.memory_mb)
-    isolation = detect()
+    assignment = load_assignment(release, hidden)
+    isolation, why = sandbox.detect(must_be_absent=[assignment.course / "solutions",
+                                                    assignment.course / "instructor"])
+    if not isolation.sandboxed:
+        print(f"no sandbox: {why}", file=sys.stderr)
+        if not args.no_sandbox:
+            print("refusing to grade: student code would run unprotected. Install bubblewrap "
+                  "(apt-get install bubblewrap), or pass --no-sandbox to grade anyway; every row "
+                  "will then say it was graded without a sandbox.", file=sys.stderr)
+            return 2
+        print("WARNING: --no-sandbox: student code runs as you, with network, and can read "
+              "solutions, hidden checks and the gradebook", file=sys.stderr)
     print(f"isolation: {isolation.description}")
-    feedback.mkdir(parents=True, exist_ok=True)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    csv_path.touch()
     start = time.monotonic()
-    grades = grade_all(release, [Path(s) for s in args.submissions],
-                       hidden=Path(args.hidden) if args.hidden else None, limits=limits,
-                       jobs=args.jobs, protect=[csv_path, feedback], isolation=isolation)
-    points = load_assignment(release, Path(args.hidden) if args.hidden else None).points
-    write_gradebook(grades, points, csv_path, feedback)
+    try:
+        grades = grade_all(release, [Path(s) for s in args.submissions], hidden=hidden, limits=limits,
+                           jobs=args.jobs, isolation=isolation, allow_unsandboxed=args.no_sandbox)
+    except SandboxUnavailable as error:
+        print(error, file=sys.stderr)
+        return 2
+    write_gradebook(grades, assignment.points, csv_path, feedback)
     for grade in grades:
-        print(f"{grade.student:>24}  {grade.total:g}/{sum(points.values()):g}  ({grade.elapsed:.1f} s)")
+        print(f"{grade.student:>24}  {grade.total:g}/{sum(assignment.points.values()):g}  ({grade.elapsed:.1f} s)")
     print(f"graded {len(grades)} submissions in {time.monotonic() - start:.1f} s -> {csv_path}, {feedback}/")
+    return 0
+
+
+def export_command(args) -> int:
+    from gmcourse.export import export, stale
+
+    lectures = args.lectures or sorted(Path("lectures").glob("[0-9][0-9]_*.ipynb"))
+    if args.check:
+        problems = stale([Path(p) for p in lectures])
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    for path in export([Path(p) for p in lectures]):
+        print(f"wrote {path}")
     return 0
 
 
@@ -66,8 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int, default=2, help="parallel kernels (default 2)")
     p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     p.add_argument("--total-timeout", type=int, default=300, help="seconds per notebook (default 300)")
-    p.add_argument("--memory-mb", type=int, default=3000, help="address-space limit per kernel")
+    p.add_argument("--memory-mb", type=int, default=3000,
+                   help="memory limit per submission: address space per process, resident in total")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade even where no sandbox can be made (unsafe; every row says so)")
     p.set_defaults(run=grade_command)
+    p = commands.add_parser("export", help="write gmcourse/models/<family>.py from the lectures' #| export cells")
+    p.add_argument("lectures", nargs="*", type=Path, help="default: every lectures/NN_*.ipynb")
+    p.add_argument("--check", action="store_true", help="only report modules that differ (exit 1)")
+    p.set_defaults(run=export_command)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -3,6 +3,9 @@
 Shapes: B batch, D data dim, H_k hidden units of layer k, k kernel size, C H W image.
 Every check tests a property (the autoregressive property through a Jacobian, edge cases with
 known values, counts, stability, gradients), so reading this file does not give the answers away.
+The probes return only the student's raw values (masks, bits per dimension at chosen logits);
+the Jacobians and finite-difference gradients are computed by the checks, outside the student's
+code.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from gmcourse.grading.question import (Check, CheckFailed, Question, as_array, a
                                        student_function)
 
 LN2 = math.log(2.0)
+FD_STEP = 0.25  # central differences of bits per dim: truncation < 1e-4 and float32 rounding < 1e-4
 
 
 def random_weights(shape, generator: torch.Generator) -> torch.Tensor:
@@ -67,22 +71,36 @@ def _jacobian_or_nan(masks, weights, x) -> torch.Tensor:
 
 
 def q1_probe(namespace, inputs):
+    """Only the student's raw masks; the checks build the networks and their Jacobians."""
     made_masks = student_function(namespace, "made_masks")
-    order, x = _long(inputs["order"]), as_tensor(inputs["x"])
+    order = _long(inputs["order"])
     masks = made_masks(order, [_long(inputs["degrees_1"]), _long(inputs["degrees_2"])])
     if len(masks) != 3:
         raise ValueError(f"made_masks with 2 hidden layers should return 3 masks, got {len(masks)}")
-    weights = [as_tensor(inputs[k]) for k in ("w_1", "w_2", "w_out")]
     covering = _long(inputs["covering"])
-    cover_masks = made_masks(order, [covering, covering])
-    cover_weights = [as_tensor(inputs[k]) for k in ("w_cover_1", "w_cover_2", "w_cover_out")]
-    small_masks = made_masks(_long(inputs["order_2"]), [_long(inputs["degrees_2d"])])
-    small_weights = [as_tensor(inputs["w_2d_1"]), as_tensor(inputs["w_2d_out"])]
     out = {f"mask_{i}": as_array(m, f"mask {i}") for i, m in enumerate(masks)}
-    out.update(jacobian=as_array(_jacobian_or_nan(masks, weights, x), "jacobian"),
-               cover_jacobian=as_array(_jacobian_or_nan(cover_masks, cover_weights, x), "jacobian"),
-               small_jacobian=as_array(_jacobian_or_nan(small_masks, small_weights, x[:2]), "jacobian"))
+    out.update({f"cover_mask_{i}": as_array(m, f"mask {i}") for i, m in enumerate(made_masks(order, [covering, covering]))})
+    out.update({f"small_mask_{i}": as_array(m, f"mask {i}")
+                for i, m in enumerate(made_masks(_long(inputs["order_2"]), [_long(inputs["degrees_2d"])]))})
     return out
+
+
+def _masks(outputs, prefix: str) -> list[np.ndarray]:
+    masks, i = [], 0
+    while f"{prefix}{i}" in outputs:
+        masks.append(outputs[f"{prefix}{i}"])
+        i += 1
+    return masks
+
+
+def q1_jacobians(inputs, outputs) -> dict[str, np.ndarray]:
+    """The Jacobians of tanh networks masked by the student's masks, computed by the checks."""
+    x = as_tensor(inputs["x"])
+    networks = {"jacobian": ("mask_", ("w_1", "w_2", "w_out"), x),
+                "cover_jacobian": ("cover_mask_", ("w_cover_1", "w_cover_2", "w_cover_out"), x),
+                "small_jacobian": ("small_mask_", ("w_2d_1", "w_2d_out"), x[:2])}
+    return {name: _jacobian_or_nan(_masks(outputs, prefix), [as_tensor(inputs[k]) for k in keys], v).numpy()
+            for name, (prefix, keys, v) in networks.items()}
 
 
 def _q1_shapes(inputs, outputs):
@@ -104,15 +122,16 @@ def _forbidden(order):
 
 
 def _q1_autoregressive(inputs, outputs):
-    leaks = (outputs["jacobian"] != 0) & _forbidden(inputs["order"])
-    if not np.isfinite(outputs["jacobian"]).all() or leaks.any():
+    jacobian = q1_jacobians(inputs, outputs)["jacobian"]
+    leaks = (jacobian != 0) & _forbidden(inputs["order"])
+    if not np.isfinite(jacobian).all() or leaks.any():
         raise CheckFailed("d out_d / d x_j must be 0 unless input j comes before output d in the ordering "
                           "(rows: outputs, columns: inputs; 1 marks a forbidden dependency)",
                           expected="no forbidden dependency", actual=leaks.astype(int))
 
 
 def _q1_connected(inputs, outputs):
-    missing = ~(outputs["cover_jacobian"] != 0) & ~_forbidden(inputs["order"])  # NaN counts as missing
+    missing = ~(q1_jacobians(inputs, outputs)["cover_jacobian"] != 0) & ~_forbidden(inputs["order"])  # NaN: missing
     if missing.any():
         raise CheckFailed("with hidden degrees covering 1..D-1, every input before output d must reach it "
                           "(1 marks an allowed dependency that your masks cut)",
@@ -126,7 +145,7 @@ def _q1_hidden_counts(inputs, outputs):
 
 def _q1_two_inputs(inputs, outputs):
     expected = np.array([[0.0, 1.0], [0.0, 0.0]])
-    expect_close((outputs["small_jacobian"] != 0).astype(float), expected,
+    expect_close((q1_jacobians(inputs, outputs)["small_jacobian"] != 0).astype(float), expected,
                  "D = 2 with order [2, 1]: output 0 depends on input 1 only, output 1 on nothing")
 
 
@@ -149,28 +168,33 @@ def q2_inputs(generator: torch.Generator) -> dict[str, np.ndarray]:
 
 
 def q2_probe(namespace, inputs):
+    """Only the student's raw masks (and whether an even size raises); the checks do the rest."""
     masked_conv_mask = student_function(namespace, "masked_conv_mask")
     out = {}
     for k in inputs["kernel_sizes"].tolist():
         for mask_type in ("A", "B"):
             out[f"{mask_type}{k}"] = as_array(masked_conv_mask(k, mask_type), f"mask {mask_type}, k = {k}")
-    mask_a = torch.as_tensor(masked_conv_mask(5, "A"), dtype=torch.float32)
-    mask_b = torch.as_tensor(masked_conv_mask(3, "B"), dtype=torch.float32)
-    w_first, w_second = as_tensor(inputs["w_first"]), as_tensor(inputs["w_second"])
-    image = as_tensor(inputs["image"])
-    h, w = image.shape[-2:]
-
-    def net(v):  # type A 5x5 then type B 3x3: (H*W,) -> (H*W,)
-        hidden = torch.tanh(torch.nn.functional.conv2d(v.view(1, 1, h, w), w_first * mask_a, padding=2))
-        return torch.nn.functional.conv2d(hidden, w_second * mask_b, padding=1).flatten()
-
-    out["jacobian"] = as_array(torch.autograd.functional.jacobian(net, image.flatten()), "jacobian")
     try:
         masked_conv_mask(4, "A")
         out["even_raises"] = np.array(0.0)
     except ValueError:
         out["even_raises"] = np.array(1.0)
     return out
+
+
+def q2_jacobian(inputs, outputs) -> np.ndarray:
+    """(H*W, H*W) Jacobian of a type A 5x5 then type B 3x3 network built with the student's masks."""
+    mask_a = torch.as_tensor(outputs["A5"], dtype=torch.float32)
+    mask_b = torch.as_tensor(outputs["B3"], dtype=torch.float32)
+    w_first, w_second = as_tensor(inputs["w_first"]), as_tensor(inputs["w_second"])
+    image = as_tensor(inputs["image"])
+    h, w = image.shape[-2:]
+
+    def net(v):  # (H*W,) -> (H*W,)
+        hidden = torch.tanh(torch.nn.functional.conv2d(v.view(1, 1, h, w), w_first * mask_a, padding=2))
+        return torch.nn.functional.conv2d(hidden, w_second * mask_b, padding=1).flatten()
+
+    return torch.autograd.functional.jacobian(net, image.flatten()).numpy()
 
 
 def _q2_shapes(inputs, outputs):
@@ -203,7 +227,7 @@ def _q2_counts(inputs, outputs):
 
 
 def _q2_autoregressive(inputs, outputs):
-    jac = outputs["jacobian"]
+    jac = q2_jacobian(inputs, outputs)
     n = jac.shape[0]
     leaks = (jac != 0) & np.triu(np.ones((n, n), dtype=bool))
     if leaks.any():
@@ -214,7 +238,7 @@ def _q2_autoregressive(inputs, outputs):
 
 def _q2_sees_neighbours(inputs, outputs):
     h, w = inputs["image"].shape[-2:]
-    jac = outputs["jacobian"]
+    jac = q2_jacobian(inputs, outputs)
     row, col = h // 2, w // 2
     i = row * w + col
     seen = [jac[i, i - 1] != 0, jac[i, i - w] != 0, jac[i, i - w + 1] != 0]
@@ -247,23 +271,22 @@ def q3_inputs(generator: torch.Generator) -> dict[str, np.ndarray]:
 
 def q3_probe(namespace, inputs):
     nll_bpd = student_function(namespace, "nll_bits_per_dim")
-    logits = as_tensor(inputs["logits"], requires_grad=True)
-    x = as_tensor(inputs["x"])
-    bpd = nll_bpd(logits, x)
-    if not isinstance(bpd, torch.Tensor) or not bpd.requires_grad:
-        raise TypeError("nll_bits_per_dim should return a tensor that depends on logits")
-    (grad,) = torch.autograd.grad(bpd.sum(), logits)
+    logits, x = as_tensor(inputs["logits"]), as_tensor(inputs["x"])
     p = float(inputs["p"])
     with torch.no_grad():
+        bpd = nll_bpd(logits, x)
+        steps = FD_STEP * torch.eye(logits.numel()).view(-1, *logits.shape)   # one logit at a time
         logit_p = torch.full_like(x, math.log(p / (1 - p)))
         out = {
-            "bpd": bpd, "grad": grad,
+            "bpd": bpd,
+            "logits_plus": torch.stack([nll_bpd(logits + e, x) for e in steps]),    # (B*C*H*W, B)
+            "logits_minus": torch.stack([nll_bpd(logits - e, x) for e in steps]),
             "zero_logits": nll_bpd(torch.zeros_like(x), x),
             "constant_ones": nll_bpd(logit_p, torch.ones_like(x)),
             "constant_zeros": nll_bpd(logit_p, torch.zeros_like(x)),
             "confident_right": nll_bpd(100.0 * (2 * x - 1), x),
             "confident_wrong": nll_bpd(-100.0 * (2 * x - 1), x),
-            "tiled": nll_bpd(logits.detach().repeat(1, 1, 2, 3), x.repeat(1, 1, 2, 3)),
+            "tiled": nll_bpd(logits.repeat(1, 1, 2, 3), x.repeat(1, 1, 2, 3)),
         }
     return {key: as_array(value, key) for key, value in out.items()}
 
@@ -294,8 +317,10 @@ def _q3_gradient(inputs, outputs):
     logits, x = inputs["logits"], inputs["x"]
     d = np.prod(x.shape[1:])
     expected = (0.5 * (1 + np.tanh(logits / 2)) - x) / (d * LN2)  # sigmoid, without overflow
-    expect_close(outputs["grad"], expected, "autograd d bpd / d logits vs (sigmoid(logits) - x) / (D ln 2)",
-                 rtol=1e-3, atol=1e-6)
+    finite_difference = (outputs["logits_plus"] - outputs["logits_minus"]).sum(axis=1) / (2 * FD_STEP)
+    expect_close(finite_difference.reshape(logits.shape), expected,
+                 "d bpd / d logits by central differences of your values vs (sigmoid(logits) - x) / (D ln 2)",
+                 rtol=1e-3, atol=1e-4)
 
 
 def _q3_size(inputs, outputs):

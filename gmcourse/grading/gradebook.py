@@ -1,12 +1,35 @@
-"""Write the CSV gradebook (one row per student) and one Markdown feedback file per student."""
+"""Write the CSV gradebook (one row per student) and one Markdown feedback file per student.
+
+Text fields that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``,
+a tab or a carriage return) get a leading apostrophe, as OWASP recommends for CSV injection;
+feedback files get a name made of safe characters only, distinct for every student.
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
+import re
 from pathlib import Path
 
 from gmcourse.grading.batch import StudentGrade
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a formula-leading field is prefixed with ``'``."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def feedback_name(student: str) -> str:
+    """A file name for ``student``'s feedback: safe characters, plus a hash when any were changed."""
+    safe = re.sub(r"[^A-Za-z0-9_.~-]", "_", student).lstrip(".-") or "student"
+    if safe != student:
+        safe += "-" + hashlib.sha256(student.encode()).hexdigest()[:8]
+    return safe[:120] + ".md"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -23,8 +46,8 @@ def gradebook_csv(grades: list[StudentGrade], points: dict[str, float]) -> str:
     writer.writerow(["student", *points, "total", "notes"])
     for grade in grades:
         notes = ([grade.reason] if grade.reason else []) + [f"{q}: {n}" for q, n in grade.notes.items()]
-        writer.writerow([grade.student, *(f"{grade.scores[q]:g}" for q in points),
-                         f"{grade.total:g}", " | ".join(notes)])
+        writer.writerow([neutralise(grade.student), *(f"{grade.scores[q]:g}" for q in points),
+                         f"{grade.total:g}", neutralise(" | ".join(notes))])
     return buffer.getvalue()
 
 
@@ -45,6 +68,9 @@ def feedback_markdown(grade: StudentGrade, points: dict[str, float]) -> str:
 
 def write_gradebook(grades: list[StudentGrade], points: dict[str, float], csv_path: Path,
                     feedback_dir: Path) -> None:
+    students = [grade.student for grade in grades]
+    if len(set(students)) != len(students):
+        raise ValueError("student ids must be unique")
     _atomic_write(Path(csv_path), gradebook_csv(grades, points))
     for grade in grades:
-        _atomic_write(Path(feedback_dir) / f"{grade.student}.md", feedback_markdown(grade, points))
+        _atomic_write(Path(feedback_dir) / feedback_name(grade.student), feedback_markdown(grade, points))

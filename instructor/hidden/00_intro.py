@@ -55,6 +55,9 @@ def _q3_reference_nll(inputs, outputs):
                  rtol=1e-3, atol=1e-2)
     baseline = intro.single_gaussian_train_nll(inputs["x_train"])
     expect_less(nll, baseline - 0.5, "held-out NLL (computed by the grader) beats one Gaussian")
+    one_step = -reference_mixture(inputs["x_test"], outputs["one_step_logits"], outputs["one_step_mu"],
+                                  outputs["one_step_log_var"]).mean()
+    expect_less(nll, one_step - 1e-3, "held-out NLL (computed by the grader) after n_steps vs after 1 step")
 
 
 QUESTIONS = (
