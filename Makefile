@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gmcourse-installed
 
-.PHONY: setup lab test assign lock clean
+.PHONY: setup lab test assign export lock clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ test: $(STAMP)
 
 assign: $(STAMP)
 	$(VENV)/bin/gmcourse assign
+
+export: $(STAMP)
+	$(VENV)/bin/gmcourse export
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^gmcourse' | sed 's/+cpu$$//' > requirements.lock.new

@@ -93,4 +93,46 @@ def load_results(lecture: str, path: str | os.PathLike | None = None) -> dict:
     return record
 
 
-__all__ = ["load_results", "results_path", "save_results"]
+__all__ = ["load_results", "results_path", "results_table", "save_results", "update_readme"]
+
+
+# --- the README's results table, read from the results files ---------------------------------
+
+HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README quotes
+    "00_intro": [("mixture8_test_nll", "mixture of 8 Gaussians, test NLL on 8 gaussians", "nats"),
+                 ("eight_gaussians_entropy", "entropy of 8 gaussians (the floor)", "nats")],
+    "01_autoregressive": [("made_test_nll_nats", "MADE, test NLL", "nats"),
+                          ("gated_pixelcnn_test_nll_nats", "gated PixelCNN, test NLL", "nats")],
+    "02_vae": [("conv_vae_test_nll_bound_k1", "conv VAE, test -ELBO", "nats"),
+               ("conv_vae_test_nll_bound_k100", "conv VAE, test -IWAE (k = 100)", "nats")],
+}
+TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
+
+
+def results_table(folder: str | os.PathLike = _CHECKOUT / "lectures") -> str:
+    """The README's table of headline figures, from the results files in ``folder`` (the
+    committed ones, beside the lectures, by default)."""
+    lines = [TABLE_BEGIN, "| lecture | figure | value | run |", "|---|---|---|---|"]
+    for lecture, rows in HEADLINES.items():
+        record = load_results(lecture, Path(folder) / f"{lecture}.results.json")
+        for key, what, unit in rows:
+            run = f"{record['mode']} mode, {record['seconds'] / 60:.1f} min on {record['device']}"
+            lines.append(f"| {lecture} | {what} | {record['figures'][key]:.2f} {unit} | {run} |")
+    lines.append(TABLE_END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike = _CHECKOUT / "README.md") -> bool:
+    """Rewrite the table between the markers of the README; returns whether it changed."""
+    path = Path(readme)
+    text = path.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        raise ValueError(f"{path}: expected the markers {TABLE_BEGIN!r} and {TABLE_END!r}")
+    head, rest = text.split(TABLE_BEGIN, 1)
+    new = head + results_table() + rest.split(TABLE_END, 1)[1]
+    path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m gmcourse.results: refresh the README's results table
+    print("README.md", "updated" if update_readme() else "unchanged")

@@ -269,6 +269,9 @@ def _fingerprint_code(obj, digest, seen: set, depth: int = 0) -> None:
         digest.update(repr(obj).encode())
         _fingerprint_code(type(obj), digest, seen, depth + 1)
         return
+    if getattr(obj, "_gmcourse_volatile", False):  # e.g. a stopwatch: its start time is no setting
+        digest.update(f"volatile {getattr(obj, '__qualname__', type(obj).__name__)}".encode())
+        return
     if not isinstance(obj, types.FunctionType):
         if callable(obj) and not isinstance(obj, type):
             _fingerprint_code(type(obj), digest, seen, depth + 1)
@@ -677,6 +680,7 @@ def stopwatch() -> Callable[[], float]:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    elapsed._gmcourse_volatile = True  # a run's cache key reads its code, not its start time
     return elapsed
 
 
