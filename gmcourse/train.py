@@ -363,6 +363,9 @@ def run_key(*, step, state, data, validate=None, settings: Mapping | None = None
             digest.update(repr(obj).encode())
             for module in obj.modules():  # the code of every network inside, not only its shape
                 _fingerprint_code(type(module), digest, seen)
+                settings_of = {k: v for k, v in vars(module).items()  # e.g. a VAE's beta, warm-up
+                               if not k.startswith("_") and k != "training" and _simple(v)}
+                digest.update(repr(sorted(settings_of.items())).encode())
         for fn in getattr(obj, "lr_lambdas", None) or ():  # a LambdaLR's schedule
             _fingerprint_code(fn, digest, seen)
         if isinstance(obj, torch.Generator):

@@ -274,6 +274,14 @@ def test_the_key_changes_with_every_setting_and_only_then(monkeypatch):
     torch.manual_seed(0)
     assert run_key(step=gan_step, state={"m": nn.Sequential(Net())}, data=points(), settings={}) != before
 
+    torch.manual_seed(0)
+    plain = nn.Linear(1, 1)
+    torch.manual_seed(0)
+    warm = nn.Linear(1, 1)
+    warm.warmup_steps = 100  # a plain attribute the loss reads: a setting too
+    assert run_key(step=gan_step, state={"m": plain}, data=points(), settings={}) != \
+        run_key(step=gan_step, state={"m": warm}, data=points(), settings={})
+
     def schedule(factor):
         model = nn.Linear(1, 1)
         opt = torch.optim.Adam(model.parameters())
@@ -325,3 +333,20 @@ def test_every_example_is_seen_once_per_epoch_and_means_are_weighted(n, batch_si
 def test_history_names_missing_metrics():
     with pytest.raises(AttributeError, match=r"no metric 'g_loss'; it has \['d_loss'\]"):
         History(metrics={"d_loss": [1.0]}).g_loss
+
+
+def test_a_stopwatch_in_a_schedule_does_not_change_the_key():
+    """Lecture 01's step decay reads a stopwatch: its start time is not a setting."""
+    def state_with_clock():
+        torch.manual_seed(0)
+        model = nn.Linear(1, 1)
+        opt = torch.optim.Adam(model.parameters())
+        clock = train.stopwatch()
+        return {"m": model, "opt": opt,
+                "sched": torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if clock() < 5 else 0.1)}
+    keys = set()
+    for _ in range(2):
+        state = state_with_clock()
+        torch.manual_seed(0)
+        keys.add(run_key(step=gan_step, state=state, data=points(), settings={}))
+    assert len(keys) == 1
