@@ -14,12 +14,24 @@ discrete likelihood of the integers k (Theis et al., 2016):
 
 so the continuous NLL must be corrected by -D * log(bin_width) = +D * log 256 (for [0, 1])
 before it is compared with a discrete model such as PixelCNN.
+
+Sample-quality scores, which compare every family (GANs and flows alike), live in
+:mod:`gmcourse.quality` and are re-exported here: ``frechet_distance``, ``precision_recall``,
+``confident_share``, ``sample_quality`` (see docs/sample_quality.md).
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from gmcourse.quality import (  # noqa: F401  (re-exported: one name per quantity)
+    SampleQuality,
+    confident_share,
+    frechet_distance,
+    precision_recall,
+    sample_quality,
+)
 
 LN2 = math.log(2.0)
 
