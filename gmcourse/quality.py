@@ -27,7 +27,9 @@ images inside the samples' manifold). The confident share is
 
     confident share = 1/N sum_n 1[ max_c p(c | x_n) >= threshold ]                    (4)
 
-with p(c | x) the classifier's softmax: the share of samples the classifier would label.
+with p(c | x) the classifier's softmax: the share of samples the classifier would label. The
+classifiers were trained to give uniform noise a uniform p(c | x) (outlier exposure), so noise
+is not counted as confident.
 
 Sample counts: eq. (1) needs a covariance that can have full rank, so each set needs at least
 :data:`MIN_SAMPLES` = D + 1 = 65 images; fewer raise ``ValueError`` naming the numbers. FD is
@@ -97,7 +99,7 @@ def classifier_path(dataset: str = "mnist") -> Path:
 
 
 class QualityClassifier(nn.Module):
-    """A small CNN (94k parameters, 370 KB) whose penultimate layer gives the features.
+    """A small CNN (93,642 parameters, 375 KB of weights) whose penultimate layer gives the features.
 
     x (B, 1, 28, 28) in [0, 1] -> features (B, 64) -> logits (B, 10).
     """
