@@ -45,7 +45,7 @@ import numpy as np
 from gmcourse.grading import sandbox
 from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.evaluate import Outcome, run_checks
-from gmcourse.grading.intake import MAX_NOTEBOOK_BYTES, collect
+from gmcourse.grading.intake import collect
 from gmcourse.grading.question import Question
 from gmcourse.grading.sandbox import NOBODY, Isolation, SandboxLimits
 

@@ -8,7 +8,8 @@ Every submission gets its own sandbox, made fresh and thrown away after it:
   package. ``solutions/``, ``instructor/``, the gradebook, the other students' notebooks and the
   grader's scratch folders are not hidden there: they do not exist there;
 - ``/job`` (read-only): the prepared notebook and the inputs generated for this submission;
-- ``/work`` and ``/tmp``: size-capped tmpfs, the only writable places, lost with the sandbox;
+- ``/work``, ``/tmp`` and ``/dev/shm``: size-capped tmpfs, the only writable places, lost with
+  the sandbox;
 - ``/out/result.json`` and ``/out/outputs.npz``: two files of the grader's, the only way out,
   each capped by the file-size limit and read back by the grader as plain data;
 - new PID, network (loopback only), IPC, UTS and cgroup namespaces; ``--new-session`` (no
@@ -39,7 +40,7 @@ import gmcourse
 
 NOBODY = 65534
 PACKAGE = Path(gmcourse.__file__).resolve().parent
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "passwd", "group", "nsswitch.conf", "hosts", "localtime")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "passwd", "group", "nsswitch.conf", "hosts", "localtime", "fonts")
 SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/work", "OMP_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/work/.matplotlib",
                "PYTHONDONTWRITEBYTECODE": "1", "JUPYTER_RUNTIME_DIR": "/work/.jupyter/runtime",
@@ -122,6 +123,7 @@ def command(isolation: Isolation, argv: list[str], job_dir: Path, out_files: dic
     args = [isolation.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm",   # multiprocessing locks
             "--perms", "1777", "--size", tmpfs, "--tmpfs", "/tmp",
             "--perms", "0777", "--size", tmpfs, "--tmpfs", "/work",
             *_system_binds(),
