@@ -322,12 +322,18 @@ def exact(args) -> int:
     notebooks = sorted(p for d in NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
     if args.notebooks:
         notebooks = [Path(n).resolve() for n in args.notebooks]
+    head = subprocess.run(["git", "log", "-1", "--format=%h %cd", "--date=format:%Y-%m-%d %H:%M"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
     results = run_notebooks(python, work, notebooks)
     results.append(run_unit_tests(python, work / "repo"))
     lines = [f"# make colab-check: Colab runtime {RUNTIME} ({FREEZE.relative_to(ROOT)})", "",
              f"Python {py_version}; " + ", ".join(f"{k} {v}" for k, v in got.items()),
              f"Environment ready in {built_s:.0f} s; smoke mode (GMCOURSE_SMOKE=1); "
-             f"run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+             f"run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             f"The course as in the working tree: commit {head} plus {len(changed)} uncommitted paths "
+             "(the notebooks' first cell cloned a snapshot of it).", "",
              "| notebook (or tests) | result | seconds | widget outputs | in the kernel |", "|---|---|---|---|---|"]
     for r in results:
         kernel = r.get("kernel") or {}

@@ -92,10 +92,25 @@ def installed_versions() -> dict[str, str]:
     return versions
 
 
+def _is_version(version: str) -> bool:
+    """Whether pip can read ``version`` (PEP 440); a distribution with another one cannot be pinned."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pip's own copy of packaging is not importable; pin everything
+        return True
+    try:
+        Version(version)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def pin_constraints(keep: dict[str, str], exclude=()) -> str:
-    """A pip constraints file's text: each package of ``keep`` at exactly its version."""
+    """A pip constraints file's text: each package of ``keep`` at exactly its version (except
+    those of ``exclude``, and any whose version is not PEP 440, which pip would refuse to read)."""
     skip = {_name(r) for r in exclude}
-    return "".join(f"{name}=={version}\n" for name, version in sorted(keep.items()) if name not in skip)
+    return "".join(f"{name}=={version}\n" for name, version in sorted(keep.items())
+                   if name not in skip and _is_version(version))
 
 
 def missing(requirements, installed: dict[str, str]) -> list[str]:

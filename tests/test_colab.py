@@ -255,3 +255,5 @@ def test_the_pins_hold_every_installed_package_but_the_ones_being_added():
         assert f"{name}=={installed[name]}" in lines
     assert colab.pin_constraints({"torchdiffeq": "0.2.4", "numpy": "2.0.2"}, exclude=["torchdiffeq==0.2.5"]) == \
         "numpy==2.0.2\n"
+    # a version pip cannot read would make it reject the whole constraints file: left out
+    assert colab.pin_constraints({"odd": "2026-01-custom build", "torch": "2.9.0+cpu"}) == "torch==2.9.0+cpu\n"
