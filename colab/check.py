@@ -91,7 +91,17 @@ def _stamp(*parts: str) -> str:
 
 
 def build_lite(venv: Path = LITE_DIR, base_python: Path = ROOT / ".venv" / "bin" / "python") -> Path:
-    """The cheap Colab environment. Idempotent: it changes only what the freeze or LITE changed."""
+    """The cheap Colab environment. Idempotent: it changes only what the freeze or LITE changed;
+    concurrent callers (pytest-xdist workers) wait for each other."""
+    import fcntl
+
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_lite(venv, base_python)
+
+
+def _build_lite(venv: Path, base_python: Path) -> Path:
     requirements = pins(LITE, colab_versions())
     python, stamp_file = venv / "bin" / "python", venv / ".colab-lite.json"
     if stamp_file.exists() and python.exists() and json.loads(stamp_file.read_text()) == requirements:
