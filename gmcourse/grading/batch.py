@@ -21,6 +21,7 @@ hidden checks pass. Nothing a submission does stops the batch or reaches another
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import json
@@ -56,6 +57,7 @@ MAX_OUTPUTS_BYTES = 64 * 2**20      # outputs.npz as read back (also capped by t
 MAX_OUTPUT_ARRAYS = 2000
 MAX_RESULT_BYTES = 2 * 2**20        # result.json as read back
 MEMORY_POLL_S = 0.25
+EVALUATING = threading.Lock()
 UNSANDBOXED = ("UNSANDBOXED (--no-sandbox): this submission ran as the grader's user with network "
                "and could read solutions, hidden checks and the gradebook, and change other rows")
 
@@ -388,6 +390,15 @@ def evaluate(student, assignment, inputs, exports, present, result, outputs, lim
     return grade
 
 
+def _release_memory() -> None:
+    """Hand the checks' freed temporaries back to the OS: each worker thread has its own malloc
+    arena, which would otherwise keep its largest evaluation resident."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _zero(student, assignment, reason) -> StudentGrade:
     return StudentGrade(student, {q: 0.0 for q in assignment.points}, {}, {}, reason=reason)
 
@@ -449,7 +460,11 @@ def grade_one(entry, assignment: Assignment, limits: Limits, isolation: Isolatio
         result["reason"] = "; ".join(r for r in (result.get("reason"), f"outputs refused: {error}") if r)
     shutil.rmtree(job, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    return evaluate(entry.student, assignment, inputs, exports, present, result, outputs, limits)
+    with EVALUATING:  # one submission's checks at a time: the grader's memory is that of one
+        grade = evaluate(entry.student, assignment, inputs, exports, present, result, outputs, limits)
+        del inputs, outputs
+        _release_memory()
+        return grade
 
 
 def grade_all(release: Path, submissions: list[Path], hidden: Path | None = None,
