@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True, help="gradebook CSV path")
     p.add_argument("--feedback", help="feedback folder (default: <output stem>-feedback/)")
     p.add_argument("--hidden", help="hidden checks (default: instructor/hidden/<name>.py)")
-    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel kernels (default 2)")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel sandboxes (default 2)")
     p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     p.add_argument("--total-timeout", type=int, default=300, help="seconds per notebook (default 300)")
     p.add_argument("--memory-mb", type=int, default=3000,
