@@ -31,4 +31,5 @@ def test_intro_figures_respect_the_entropy():
     figures = load_results("00_intro", ROOT / "lectures" / "00_intro.results.json")["figures"]
     entropy = figures["eight_gaussians_entropy"]
     assert figures["gaussian_test_nll"] > figures["mixture8_test_nll"] > entropy - 0.02
-    assert figures["mixture8_test_nll"] - entropy < 0.05  # eight components fit eight gaussians
+    # eight components fit eight gaussians: within 0.1 nats of the entropy (one Gaussian: > 1.5 away)
+    assert figures["mixture8_test_nll"] - entropy < 0.1 < 1.5 < figures["gaussian_test_nll"] - entropy
