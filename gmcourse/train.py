@@ -44,6 +44,7 @@ import sys
 import time
 import types
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -353,7 +354,7 @@ def run_key(*, step, state, data, validate=None, settings: Mapping | None = None
     data, the loop's settings and the mode (smoke or full)."""
     digest = hashlib.sha256()
     seen: set = set()
-    for fn in (step, validate, data if callable(data) and not isinstance(data, torch.Tensor) else None):
+    for fn in (step, validate, data if callable(data) else None):
         digest.update(b"|fn|")
         if fn is not None:
             _fingerprint_code(fn, digest, seen)
@@ -550,9 +551,7 @@ def fit_steps(step: Callable[[Any, dict], Mapping[str, Any]], state: dict, data,
             return
         _save_atomic({"format": CHECKPOINT_FORMAT, "state": _state_payload(state),
                       "global_rng": _global_rng_state(), "order_rng": order_rng.get_state(),
-                      "history": {"epoch": history.epoch, "seconds": history.seconds,
-                                  "metrics": history.metrics, "steps": history.steps,
-                                  "stopped_by": history.stopped_by},
+                      "history": dataclasses.asdict(history),
                       "position": position, "elapsed": clock()}, path)
 
     start = time.perf_counter() - elapsed_before
