@@ -144,11 +144,14 @@ class MaskedConv2d(nn.Conv2d):
 
     Either ``mask_type`` "A" or "B" with an odd ``kernel_size`` (the PixelCNN masks of
     :func:`conv_mask`, one colour channel in raster order), or any 0/1 ``mask`` of odd shape
-    (kh, kw), e.g. the vertical and horizontal stacks of the gated PixelCNN.
+    (kh, kw), e.g. the vertical and horizontal stacks of the gated PixelCNN. ``dilation`` spreads
+    the kernel's taps ``dilation`` pixels apart (the mask still says which taps exist), so a stack
+    of layers sees further up and to the side at the same cost.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | None = None,
-                 mask_type: str | None = None, mask: torch.Tensor | None = None, bias: bool = True):
+                 mask_type: str | None = None, mask: torch.Tensor | None = None, bias: bool = True,
+                 dilation: int = 1):
         if (mask is None) == (mask_type is None):
             raise ValueError("give either mask_type ('A' or 'B') with kernel_size, or a mask, not both")
         if mask is None:
@@ -156,8 +159,11 @@ class MaskedConv2d(nn.Conv2d):
         mask = torch.as_tensor(mask, dtype=torch.float32)
         if mask.ndim != 2 or mask.shape[0] % 2 == 0 or mask.shape[1] % 2 == 0:
             raise ValueError(f"mask must be (kh, kw) with odd kh and kw, got {tuple(mask.shape)}")
+        if not isinstance(dilation, int) or dilation < 1:
+            raise ValueError(f"dilation must be an int >= 1, got {dilation!r}")
         kh, kw = mask.shape
-        super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
+        super().__init__(in_channels, out_channels, (kh, kw), padding=(dilation * (kh // 2), dilation * (kw // 2)),
+                         dilation=dilation, bias=bias)
         self.mask_type = mask_type
         self.register_buffer("mask", mask[None, None].clone())  # (1, 1, kh, kw)
 

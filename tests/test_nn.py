@@ -117,6 +117,25 @@ def test_masked_conv_with_a_custom_mask_keeps_size_and_zeros():
     assert MaskedConv2d(1, 1, mask=horizontal)(torch.randn(1, 1, 3, 4)).shape == (1, 1, 3, 4)
 
 
+@pytest.mark.parametrize("dilation", [2, 3])
+def test_dilated_masked_conv_keeps_size_and_reaches_dilation_pixels_away(dilation):
+    torch.manual_seed(0)
+    conv = MaskedConv2d(1, 1, 3, "B", dilation=dilation)
+    x = torch.randn(1, 1, 9, 9, requires_grad=True)
+    y = conv(x)
+    assert y.shape == x.shape
+    (grad,) = torch.autograd.grad(y[0, 0, 4, 4], x)
+    seen = {(int(r), int(c)) for r, c in grad[0, 0].nonzero()}
+    d = dilation
+    assert seen == {(4 - d, 4 - d), (4 - d, 4), (4 - d, 4 + d), (4, 4 - d), (4, 4)}  # the type-B taps, d apart
+
+
+@pytest.mark.parametrize("dilation", [0, 1.5])
+def test_masked_conv_rejects_a_bad_dilation(dilation):
+    with pytest.raises(ValueError, match="dilation"):
+        MaskedConv2d(1, 1, 3, "B", dilation=dilation)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"kernel_size": 3, "mask_type": "A", "mask": torch.ones(3, 3)},
                                     {"mask": torch.ones(2, 3)}, {"mask": torch.ones(3)}])
 def test_masked_conv_rejects_ambiguous_or_even_masks(kwargs):
