@@ -27,9 +27,10 @@ import ipywidgets as w
 import torch
 from IPython.display import display
 
-from gmcourse.widgets_core import MODES, interpolate, lerp, render, slerp, to_png, top_rows_mask
+from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, slerp, to_png,
+                                   top_rows_mask)
 
-__all__ = ["LatentExplorer", "Interpolation", "Sampler", "StepScrubber", "Completion",
+__all__ = ["LatentExplorer", "Interpolation", "Sampler", "StepScrubber", "DensityScrubber", "Completion",
            "lerp", "slerp", "interpolate", "top_rows_mask"]
 
 MAX_SEED = 2**31 - 1
@@ -255,6 +256,31 @@ class StepScrubber(_PictureWidget):
         with torch.no_grad():
             x = self.frame_fn(self.step_slider.value)  # (B, C, H, W) or (B, 2)
         return self._show(x)
+
+
+class DensityScrubber(StepScrubber):
+    """Scrub (or play) through the steps of a 2D transformation, each shown as a density with points
+    on top: a flow's layers from data to noise, an ODE's time steps.
+
+    log_prob_fn(step, grid (G, 2)) -> (G,) the log-density at that step on a grid over
+    [-lim, lim]^2; points_fn(step) -> (B, 2) the points at that step; names: a title per step.
+    """
+
+    def __init__(self, log_prob_fn: Callable, points_fn: Callable, n_steps: int, names: Sequence[str] | None = None,
+                 lim: float = 4.0, n_grid: int = 100, scale: int = 1, interval_ms: int = 500):
+        _check_callable("log_prob_fn", log_prob_fn)
+        _check_callable("points_fn", points_fn)
+        if names is not None and len(names) != n_steps:
+            raise ValueError(f"names must hold one title per step ({n_steps}), got {len(names)}")
+        self.grid = grid_points(lim, n_grid)  # (n_grid^2, 2)
+
+        def frame(step):
+            log_p = log_prob_fn(step, self.grid)
+            title = names[step] if names is not None else f"step {step}"
+            picture = render_density(log_p, points_fn(step), lim=lim, title=title)  # (H, W, 3)
+            return torch.from_numpy(picture).permute(2, 0, 1)[None]  # (1, 3, H, W)
+
+        super().__init__(frame_fn=frame, n_steps=n_steps, nrow=1, scale=scale, interval_ms=interval_ms)
 
 
 class Completion(_PictureWidget):

@@ -114,6 +114,38 @@ def render_points(x, lim: float = 4.0, size_px: int = 240) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
 
 
+def grid_points(lim: float = 4.0, n: int = 100) -> torch.Tensor:
+    """An n x n grid over [-lim, lim]^2 as points (n*n, 2), row-major from the top-left corner."""
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    axis = torch.linspace(-lim, lim, n)
+    y, x = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    return torch.stack([x, y], dim=-1).reshape(-1, 2)  # (n*n, 2)
+
+
+def render_density(log_p, points=None, lim: float = 4.0, title: str = "", size_px: int = 240) -> np.ndarray:
+    """A 2D density exp(log_p) on the grid of :func:`grid_points` (log_p (n*n,) or (n, n)), with
+    optional points (B, 2) on top and a title, as an (H, W, 3) float picture in [0, 1]."""
+    log_p = torch.as_tensor(log_p).detach().cpu().double()
+    n = int(round(log_p.numel() ** 0.5))
+    if n * n != log_p.numel() or n < 2:
+        raise ValueError(f"log_p must hold the n*n values of grid_points(lim, n), got shape {tuple(log_p.shape)}")
+    fig = Figure(figsize=(size_px / 80, size_px / 80), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.1, 0.1, 0.85, 0.8))
+    ax.imshow(log_p.reshape(n, n).exp().numpy(), extent=(-lim, lim, -lim, lim), cmap="viridis", origin="upper")
+    if points is not None:
+        points = torch.as_tensor(points).detach().cpu().float()
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"points must be (B, 2), got {tuple(points.shape)}")
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=2, alpha=0.5, color="white")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_title(title, fontsize=9)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
+
+
 def render(x, nrow: int = 8, lim: float = 4.0) -> np.ndarray:
     """What a widget shows for a model output: images (B, C, H, W) or (B, H, W) in [0, 1] tiled by
     :func:`gmcourse.plot.make_grid`, or 2D points (B, 2) as a scatter. Returns (H, W, C) in [0, 1]."""

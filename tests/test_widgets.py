@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import Completion, Interpolation, LatentExplorer, Sampler, StepScrubber
+from gmcourse.widgets import Completion, DensityScrubber, Interpolation, LatentExplorer, Sampler, StepScrubber
 from gmcourse.widgets_core import interpolate, lerp, render, slerp, to_png, top_rows_mask
 
 # ---------------------------------------------------------------- path maths, by property
@@ -269,6 +269,26 @@ def test_step_scrubber_over_frames_and_over_a_function():
         StepScrubber(frames, frame_fn=lambda step: frames[step], n_steps=5)
     with pytest.raises(ValueError, match="n_steps, an int >= 1, got None"):
         StepScrubber(frame_fn=lambda step: frames[step])
+
+
+def test_density_scrubber_shows_each_step_and_checks_its_inputs():
+    centres = torch.tensor([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0]])  # a Gaussian bump moving right
+
+    def log_prob_fn(step, grid):
+        return -0.5 * ((grid - centres[step]) ** 2).sum(1) / 0.3
+
+    scrubber = DensityScrubber(log_prob_fn, lambda step: centres[step][None] + torch.zeros(4, 2), n_steps=3,
+                               names=["a", "b", "c"], n_grid=40)
+    first = scrubber.image.copy()
+    assert first.ndim == 3 and first.shape[2] == 3 and scrubber.grid.shape == (1600, 2)
+    scrubber.step_slider.value = 2
+    assert (np.abs(scrubber.image - first) > 0.1).mean() > 0.01  # the bump moved
+    scrubber.step_slider.value = 0
+    np.testing.assert_array_equal(scrubber.image, first)
+    with pytest.raises(ValueError, match="one title per step"):
+        DensityScrubber(log_prob_fn, lambda step: centres, n_steps=3, names=["a"])
+    with pytest.raises(ValueError, match="log_prob_fn must be a callable"):
+        DensityScrubber(None, lambda step: centres, n_steps=3)
 
 
 def test_completion_hides_the_unobserved_rows_and_follows_rows_and_seed():
