@@ -394,6 +394,34 @@ def cached_run_path(name: str, key: str) -> Path:
     return RUNS_DIR / f"{name}-{key}.pt"
 
 
+class RunNotCached(FileNotFoundError):
+    """No finished run of that name is in the run cache (raised by :func:`load_cached_run`)."""
+
+
+def load_cached_run(name: str) -> dict:
+    """The ``state`` (entry name -> state dict) of the newest *finished* run that
+    ``fit(..., cache=name)`` kept in the run cache: how a lecture loads another lecture's trained
+    model without training it again, e.g. ``load_cached_run("02_vae/conv_vae")["vae"]``.
+
+    Raises :class:`RunNotCached` (a ``FileNotFoundError``) naming the folder searched when there
+    is none: run that lecture first, or train the model yourself.
+    """
+    cached_run_path(name, "0")  # the same check of the name as fit's
+    finished = []
+    for path in (RUNS_DIR / name).parent.glob(f"{Path(name).name}-*.pt"):
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+        history = saved.get("history", {})
+        ended = (history.get("stopped_by") == "time budget"
+                 or len(history.get("epoch", ())) >= saved.get("epochs", math.inf))
+        if saved.get("position") is None and ended:  # all its epochs, or its time budget, are done
+            state = {entry: value for entry, (_kind_of, value) in saved["state"].items()}  # state dicts, tensors
+            finished.append((path.stat().st_mtime, str(path), state))
+    if not finished:
+        raise RunNotCached(f"no finished run named {name!r} in the run cache {RUNS_DIR} "
+                           f"(files {name}-<key>.pt): run the lecture that trains it first")
+    return max(finished, key=lambda run: run[:2])[2]
+
+
 # --- the loop --------------------------------------------------------------------------------
 
 def _batch_len(batch) -> int:
@@ -551,7 +579,7 @@ def fit_steps(step: Callable[[Any, dict], Mapping[str, Any]], state: dict, data,
             return
         _save_atomic({"format": CHECKPOINT_FORMAT, "state": _state_payload(state),
                       "global_rng": _global_rng_state(), "order_rng": order_rng.get_state(),
-                      "history": dataclasses.asdict(history),
+                      "history": dataclasses.asdict(history), "epochs": epochs,
                       "position": position, "elapsed": clock()}, path)
 
     start = time.perf_counter() - elapsed_before
@@ -686,5 +714,5 @@ def stopwatch() -> Callable[[], float]:
     return elapsed
 
 
-__all__ = ["History", "RUNS_DIR", "cached_run_path", "ema_of", "evaluate", "fit", "fit_model",
-           "fit_steps", "run_key", "stopwatch"]
+__all__ = ["History", "RUNS_DIR", "RunNotCached", "cached_run_path", "ema_of", "evaluate", "fit", "fit_model",
+           "fit_steps", "load_cached_run", "run_key", "stopwatch"]

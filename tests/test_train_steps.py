@@ -215,6 +215,27 @@ def test_a_killed_cached_run_resumes(tmp_path, monkeypatch):
     assert_same(snapshot(straight), snapshot(cached))
 
 
+def test_load_cached_run_gives_the_newest_finished_run_and_refuses_unfinished_ones(tmp_path, monkeypatch):
+    """How lecture 03 loads lecture 02's model: the state of a finished cached run, by name only."""
+    monkeypatch.setattr(train, "RUNS_DIR", tmp_path)
+    with pytest.raises(train.RunNotCached, match="demo/gan"):
+        train.load_cached_run("demo/gan")
+    with pytest.raises(Killed):  # a run killed mid-way leaves a checkpoint that is not a finished run
+        fit(killing(gan_step, 6), gan_state(), points(), epochs=3, batch_size=64, cache="demo/gan",
+            checkpoint_every=0.0, progress=False)
+    assert list((tmp_path / "demo").glob("gan-*.pt"))
+    with pytest.raises(FileNotFoundError, match="run the lecture that trains it first"):
+        train.load_cached_run("demo/gan")
+    trained = gan_state()
+    fit(gan_step, trained, points(), epochs=3, batch_size=64, cache="demo/gan", progress=False)
+    loaded = train.load_cached_run("demo/gan")
+    assert set(loaded) == set(trained)
+    for name, value in trained["generator"].state_dict().items():
+        assert torch.equal(loaded["generator"][name], value)
+    with pytest.raises(ValueError, match="relative name"):
+        train.load_cached_run("../elsewhere")
+
+
 BETA = 1.0
 
 
