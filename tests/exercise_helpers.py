@@ -1,12 +1,17 @@
-"""Shared by the exercise-check tests: a solution's graded answers, its hidden checks, failures."""
+"""Shared by the exercise-check and grading tests: a solution's graded answers and its whole
+namespace, its hidden checks, failures, and hostile submissions derived from any solution."""
+import copy
 from pathlib import Path
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 
 from gmcourse.grading import Checker
-from gmcourse.grading.batch import load_hidden_checks
+from gmcourse.grading.assign import check_module_name, graded_questions
+from gmcourse.grading.batch import CHECK_CELL, load_hidden_checks, skipped
 
 ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
 def graded_answers(name: str, namespace: dict, question_ids: list[str]) -> dict:
@@ -19,6 +24,18 @@ def graded_answers(name: str, namespace: dict, question_ids: list[str]) -> dict:
     return namespace
 
 
+def solution_namespace(name: str) -> dict:
+    """The globals of solutions/<name>.ipynb after every cell the grader runs (no check cells, no
+    ``grader-skip`` demos), executed here in the test's own (smoke) mode."""
+    nb = nbformat.read(ROOT / "solutions" / f"{name}.ipynb", as_version=4)
+    namespace = {"__name__": "__main__"}
+    transform = TransformerManager().transform_cell   # the Colab cell's `!git clone` lines
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not skipped(cell) and not CHECK_CELL.fullmatch(cell.source):
+            exec(compile(transform(cell.source), f"<{name} cell {cell.get('id')}>", "exec"), namespace)
+    return namespace
+
+
 def hidden_checks(name: str):
     """The module instructor/hidden/<name>.py, loaded by path (it is not part of the package)."""
     return load_hidden_checks(ROOT / "instructor" / "hidden" / f"{name}.py")
@@ -27,3 +44,119 @@ def hidden_checks(name: str):
 def failed(checks, namespace, qid):
     """Names of the checks of question ``qid`` that the answers in ``namespace`` fail."""
     return [o.check for o in Checker(checks, namespace).results(qid) if not o.passed]
+
+
+# ---- hostile submissions, derived from any solution -----------------------------------------
+
+# Rebinds the named answers to wrappers whose every output is wrong but well formed: same types,
+# shapes and dtypes, finite, but float tensors reversed along their last axis, scaled by 1.5 and
+# shifted by 0.5, integer and boolean tensors reversed, a returned module's parameters moved by
+# unit noise; a class becomes a subclass whose public methods give such outputs.
+WRONG_ANSWER_CELL = '''
+import copy as _gm_copy, functools as _gm_functools, inspect as _gm_inspect
+import torch as _gm_torch
+
+def _gm_wrong(value):
+    if isinstance(value, _gm_torch.Tensor):
+        if value.dim() == 0:
+            return value * 1.5 + 0.5 if value.is_floating_point() else value + 1
+        flipped = value.flip(-1)
+        return flipped * 1.5 + 0.5 if value.is_floating_point() else flipped
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 1.5 + 0.5 if isinstance(value, float) else value + 1
+    if isinstance(value, (tuple, list)):
+        return type(value)(_gm_wrong(v) for v in value)
+    if isinstance(value, dict):
+        return {key: _gm_wrong(v) for key, v in value.items()}
+    if isinstance(value, _gm_torch.nn.Module):
+        value = _gm_copy.deepcopy(value)
+        generator = _gm_torch.Generator().manual_seed(0)
+        with _gm_torch.no_grad():
+            for parameter in value.parameters():
+                parameter.add_(_gm_torch.randn(parameter.shape, generator=generator).to(parameter))
+        return value
+    return value
+
+def _gm_wrap(answer):
+    if isinstance(answer, type):
+        methods = {name: _gm_wrap(f) for name, f in vars(answer).items()
+                   if _gm_inspect.isfunction(f) and not name.startswith("_")}
+        return type(answer.__name__, (answer,), methods)
+    @_gm_functools.wraps(answer)
+    def wrong(*args, **kwargs):
+        return _gm_wrong(answer(*args, **kwargs))
+    return wrong
+
+for _gm_name in {names!r}:
+    globals()[_gm_name] = _gm_wrap(globals()[_gm_name])
+'''
+
+# Children that each stay under the per-process limit and together hold more than the sandbox's
+# total: only the grader's watch from outside can stop them.
+FORK_HOG_CELL = '''
+import os, time
+for _ in range(6):
+    if os.fork() == 0:
+        hold = b"1" * 700_000_000
+        time.sleep(120)
+        os._exit(0)
+time.sleep(120)
+'''
+
+# One process that allocates until its address-space limit stops it, inside a function, so the
+# memory is handed back when the MemoryError unwinds: only this cell is lost.
+MEMORY_HOG_CELL = '''
+def hog():
+    held = []
+    while True:
+        held.append(bytearray(b"1" * 50_000_000))
+hog()
+'''
+
+
+def question_cells(nb) -> dict[str, int]:
+    """question id -> index of its answer cell, in notebook order."""
+    return {cell.metadata["gmcourse"]["question"]: i for i, cell in enumerate(nb.cells)
+            if "question" in cell.metadata.get("gmcourse", {})}
+
+
+def hostile_submissions(solution: Path, functions: dict[str, tuple[str, ...]]) -> dict:
+    """name -> (notebook, {qid: expected points or None for "not decided by this case"}, phrase
+    expected in the gradebook's notes). ``functions``: what each question asks for."""
+    sol = nbformat.read(solution, as_version=4)
+    points = graded_questions(sol)
+    cells = question_cells(sol)
+    order = list(cells)
+    first, last = cells[order[0]], cells[order[-1]]
+    zero = {q: 0.0 for q in points}
+
+    def inserted(at: int, source: str):
+        nb = copy.deepcopy(sol)
+        nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+        return nb
+
+    found = {}
+    for k, qid in enumerate(order):   # earlier questions keep their points; later ones may use qid
+        expected = {q: (float(points[q]) if i < k else 0.0 if q == qid else None) for i, q in enumerate(order)}
+        found[f"wrong_{qid}"] = (inserted(cells[qid] + 1, WRONG_ANSWER_CELL.replace("{names!r}", repr(list(functions[qid])))),
+                                 expected, f"{qid}:")
+    # a stray cell that raises and a memory hog cost nothing but themselves; an answer cell that
+    # raises before it defines its function costs that question
+    raises = inserted(first, "raise ValueError('a stray cell that raises')")
+    raises.cells.insert(first + 1, nbformat.v4.new_code_cell(MEMORY_HOG_CELL))
+    answer = raises.cells[last + 2]
+    answer.source = "raise RuntimeError('this answer cell raises before it defines anything')\n" + answer.source
+    found["cells_raise"] = (raises, {q: (0.0 if q == order[-1] else float(points[q])) for q in order},
+                            "3 of your cells raised, first: ValueError")
+    found["infinite_loop"] = (inserted(last, "while True:\n    pass"), zero, "per-cell time limit")
+    found["fork_hog"] = (inserted(first, FORK_HOG_CELL), zero, "held more than")
+    return found
+
+
+def question_functions(solution: Path) -> dict[str, tuple[str, ...]]:
+    """qid -> the names its public question asks for."""
+    import importlib
+    module = importlib.import_module(check_module_name(nbformat.read(solution, as_version=4)))
+    return {q.id: tuple(q.functions) for q in module.QUESTIONS}

@@ -53,6 +53,7 @@ from gmcourse.grading.sandbox import NOBODY, Isolation, SandboxLimits
 RUNNER = Path(__file__).with_name("runner.py")
 CHECK_CELL = re.compile(r"\s*check\(\s*['\"][\w.-]+['\"]\s*\)\s*;?\s*")
 SKIP_TAG = "grader-skip"
+ORIGIN = "gmcourse_origin"          # run-cell metadata: which submission cell (or export) it is
 MAX_OUTPUTS_BYTES = 64 * 2**20      # outputs.npz as read back (also capped by the file-size limit)
 MAX_OUTPUT_ARRAYS = 2000
 MAX_RESULT_BYTES = 2 * 2**20        # result.json as read back
@@ -103,6 +104,7 @@ class StudentGrade:
     feedback: dict[str, list[Outcome]]
     reason: str = ""
     elapsed: float = 0.0
+    slowest_cell: tuple[str, float] | None = None   # (which cell, seconds), as the kernel timed it
 
     @property
     def total(self) -> float:
@@ -175,12 +177,12 @@ def prepare(nb, assignment: Assignment, job_root: str = "/job", work: str = "/wo
             present[qid] = present.get(qid, 0) + 1
     run = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "gmcourse-sandbox",
                                                             "display_name": "gmcourse sandbox"}})
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or CHECK_CELL.fullmatch(cell.source):
             continue
         if skipped(cell) or (cell.get("id") and cell.get("id") in assignment.skip_ids):
             continue
-        run.cells.append(nbformat.v4.new_code_cell(cell.source))
+        run.cells.append(nbformat.v4.new_code_cell(cell.source, metadata={ORIGIN: f"cell {index}"}))
     exports = []
     for qid in assignment.points:
         if present.get(qid) != 1:
@@ -190,7 +192,7 @@ def prepare(nb, assignment: Assignment, job_root: str = "/job", work: str = "/wo
                 exports.append((qid, source, len(run.cells)))
                 run.cells.append(nbformat.v4.new_code_cell(_export_cell(
                     questions[qid], source, f"{job_root}/inputs/{source}-{qid}.npz",
-                    f"{work}/.export/{source}-{qid}.npz")))
+                    f"{work}/.export/{source}-{qid}.npz"), metadata={ORIGIN: f"the {source} checks of {qid}"}))
     return run, exports, present
 
 
@@ -241,7 +243,10 @@ def read_result(path: Path) -> dict:
     cells = []
     for cell in raw.get("cells", []) if isinstance(raw.get("cells"), list) else []:
         if isinstance(cell, dict) and isinstance(cell.get("index"), int) and cell.get("status") in ("ok", "error", "not run"):
-            cells.append({"index": cell["index"], "status": cell["status"], "error": str(cell.get("error", ""))[:500]})
+            seconds = cell.get("seconds")
+            seconds = float(seconds) if isinstance(seconds, (int, float)) and 0 <= seconds < 1e6 else None
+            cells.append({"index": cell["index"], "status": cell["status"], "error": str(cell.get("error", ""))[:500],
+                          "seconds": seconds})
     elapsed = raw.get("elapsed")
     return {"reason": str(raw.get("reason", ""))[:500], "cells": cells,
             "elapsed": float(elapsed) if isinstance(elapsed, (int, float)) else 0.0,
@@ -348,7 +353,8 @@ def misconduct_reason(result: dict, limits: Limits) -> str:
 
 def evaluate(student, assignment, inputs, exports, present, result, outputs, limits) -> StudentGrade:
     grade = StudentGrade(student, {q: 0.0 for q in assignment.points}, {}, {},
-                         reason=result.get("reason", ""), elapsed=result.get("elapsed", 0.0))
+                         reason=result.get("reason", ""), elapsed=result.get("elapsed", 0.0),
+                         slowest_cell=result.get("slowest_cell"))
     misconduct = misconduct_reason(result, limits)
     if misconduct:  # zero for the whole notebook, with the reason, and no checks run
         grade.reason = "; ".join(r for r in (misconduct, grade.reason) if r)
@@ -453,6 +459,11 @@ def grade_one(entry, assignment: Assignment, limits: Limits, isolation: Isolatio
     elif not result["cells"] and not result["reason"]:
         result["reason"] = f"the notebook runner failed: {ran['stderr_tail'][-300:]}"
     result["elapsed"] = round(ran["elapsed"], 2)
+    timed = [(cell["seconds"], cell["index"]) for cell in result["cells"]
+             if cell["seconds"] is not None and 0 <= cell["index"] < len(run.cells)]
+    if timed:
+        seconds, index = max(timed)
+        result["slowest_cell"] = (run.cells[index].metadata[ORIGIN], seconds)
     try:
         outputs = read_outputs(files["outputs.npz"])
     except Exception as error:  # zipfile.BadZipFile, ValueError, ...

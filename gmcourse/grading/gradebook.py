@@ -56,6 +56,9 @@ def feedback_markdown(grade: StudentGrade, points: dict[str, float]) -> str:
              f"**Total: {grade.total:g} / {sum(points.values()):g}**", ""]
     if grade.reason:
         lines += [f"Note: {grade.reason}", ""]
+    if grade.slowest_cell:
+        where, seconds = grade.slowest_cell
+        lines += [f"Time: {grade.elapsed:.1f} s in the sandbox; slowest cell: {where}, {seconds:.2f} s", ""]
     if "cells" in grade.notes:
         lines += [f"Note: {grade.notes['cells']}", ""]
     for qid, worth in points.items():

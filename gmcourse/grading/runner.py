@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -67,13 +68,26 @@ def write_kernel_spec(work: Path) -> Path:
     return spec_dir.parent
 
 
+def cell_seconds(cell) -> float | None:
+    """How long the kernel took on the cell (execute_input to execute_reply, both stamped by the
+    kernel), or None when it never replied (the cell that ran over its limit, or never ran)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    try:
+        start, end = (datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                      for key in ("iopub.execute_input", "shell.execute_reply"))
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
 def cell_record(index: int, cell) -> dict:
+    seconds = cell_seconds(cell)
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         error = f"{errors[-1].get('ename', 'Error')}: {errors[-1].get('evalue', '')}"[:500]
-        return {"index": index, "status": "error", "error": error}
+        return {"index": index, "status": "error", "error": error, "seconds": seconds}
     ran = cell.get("execution_count") is not None
-    return {"index": index, "status": "ok" if ran else "not run", "error": ""}
+    return {"index": index, "status": "ok" if ran else "not run", "error": "", "seconds": seconds}
 
 
 def gather_exports(export_dir: Path, out_path: Path) -> None:
