@@ -4,6 +4,8 @@ import copy
 from pathlib import Path
 
 import nbformat
+import pytest
+import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 from gmcourse.grading import Checker
@@ -34,6 +36,16 @@ def solution_namespace(name: str) -> dict:
         if cell.cell_type == "code" and not skipped(cell) and not CHECK_CELL.fullmatch(cell.source):
             exec(compile(transform(cell.source), f"<{name} cell {cell.get('id')}>", "exec"), namespace)
     return namespace
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Import into a test module that runs answers: one torch thread, as in the grader's sandbox
+    (OMP_NUM_THREADS=1); on 2 shared cores, more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def hidden_checks(name: str):

@@ -20,10 +20,9 @@ import signal
 import matplotlib.pyplot as plt
 import nbformat
 import pytest
-import torch
 
 import gmcourse
-from exercise_helpers import SOLUTIONS, hidden_checks, solution_namespace
+from exercise_helpers import SOLUTIONS, hidden_checks, one_thread, solution_namespace  # noqa: F401 (fixture)
 from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.evaluate import run_checks
 
@@ -156,15 +155,6 @@ def binds(candidate, calls) -> bool:
     except TypeError:
         return False
     return True
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As in the grader's sandbox (OMP_NUM_THREADS=1): on 2 shared cores, more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from exercise_helpers import failed, hidden_checks, solution_namespace
+from exercise_helpers import failed, hidden_checks, one_thread, solution_namespace  # noqa: F401 (fixture)
 from gmcourse.checks import intro
 from gmcourse.grading import Checker
 
 HIDDEN = hidden_checks("00_intro")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As in the grader's sandbox (OMP_NUM_THREADS=1): on 2 shared cores, more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
