@@ -63,7 +63,8 @@ def failed(checks, namespace, qid):
 # Rebinds the named answers to wrappers whose every output is wrong but well formed: same types,
 # shapes and dtypes, finite, but float tensors reversed along their last axis, scaled by 1.5 and
 # shifted by 0.5, integer and boolean tensors reversed, a returned module's parameters moved by
-# unit noise; a class becomes a subclass whose public methods give such outputs.
+# unit noise; a class becomes a subclass whose public methods give such outputs, and a trained
+# model (an answer that is a module) a copy with its parameters moved by unit noise.
 WRONG_ANSWER_CELL = '''
 import copy as _gm_copy, functools as _gm_functools, inspect as _gm_inspect
 import torch as _gm_torch
@@ -92,6 +93,8 @@ def _gm_wrong(value):
     return value
 
 def _gm_wrap(answer):
+    if isinstance(answer, _gm_torch.nn.Module):   # a trained model: the same model, other weights
+        return _gm_wrong(answer)
     if isinstance(answer, type):
         methods = {name: _gm_wrap(f) for name, f in vars(answer).items()
                    if _gm_inspect.isfunction(f) and not name.startswith("_")}
