@@ -30,7 +30,7 @@ from IPython.display import display
 from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, slerp, to_png,
                                    top_rows_mask)
 
-__all__ = ["LatentExplorer", "Interpolation", "Sampler", "StepScrubber", "DensityScrubber", "Completion",
+__all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber", "Completion",
            "lerp", "slerp", "interpolate", "top_rows_mask"]
 
 MAX_SEED = 2**31 - 1
@@ -176,6 +176,40 @@ class Interpolation(_PictureWidget):
         with torch.no_grad():
             x = self.decode(self.path)  # (T, C, H, W) or (T, 2)
         return self._show(x, nrow=self.steps_slider.value)
+
+
+class LatentWalk(Interpolation):
+    """A walk through a latent space between the codes of two seeds, each chosen in its own box:
+    how to look inside a model that has no encoder (a GAN), where Interpolation.from_inputs cannot
+    start from two data points.
+
+    decode: (T, Z) -> images (T, C, H, W) in [0, 1] or points (T, 2). draw_code(generator) -> (Z,):
+    one code from the model's prior, drawing all its randomness from ``generator`` (a
+    ``torch.Generator`` on ``device``), so the same seed always gives the same end point.
+    """
+
+    def __init__(self, decode: Callable, draw_code: Callable, seeds: Sequence[int] = (0, 1),
+                 device="cpu", **kwargs):
+        _check_callable("draw_code", draw_code)
+        if len(seeds) != 2:
+            raise ValueError(f"seeds must be two ints (one per end of the walk), got {tuple(seeds)!r}")
+        self.draw_code, self.device = draw_code, torch.device(device)
+        self.seed_boxes = [_seed_box(seed) for seed in seeds]
+        super().__init__(decode, self._code(seeds[0]), self._code(seeds[1]), **kwargs)
+        self.widget.children = (w.HBox(self.seed_boxes), *self.widget.children)
+        for box in self.seed_boxes:
+            box.observe(self._on_seed, names="value")
+
+    def _code(self, seed: int) -> torch.Tensor:
+        with torch.no_grad():
+            z = torch.as_tensor(self.draw_code(torch.Generator(device=self.device).manual_seed(seed)))
+        if z.ndim != 1:
+            raise ValueError(f"draw_code must return one code of shape (Z,), got shape {tuple(z.shape)}")
+        return z
+
+    def _on_seed(self, change) -> None:
+        self.z0, self.z1 = (self._code(box.value) for box in self.seed_boxes)
+        self.update()
 
 
 class Sampler(_PictureWidget):

@@ -10,7 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import Completion, DensityScrubber, Interpolation, LatentExplorer, Sampler, StepScrubber
+from gmcourse.widgets import (Completion, DensityScrubber, Interpolation, LatentExplorer, LatentWalk, Sampler,
+                              StepScrubber)
 from gmcourse.widgets_core import interpolate, lerp, render, slerp, to_png, top_rows_mask
 
 # ---------------------------------------------------------------- path maths, by property
@@ -230,6 +231,27 @@ def test_interpolation_from_inputs_encodes_both_ends():
         Interpolation.from_inputs(lambda x: x.flatten(1).sum(1), decode, x0, x1)
 
 
+def test_latent_walk_draws_its_ends_from_the_seeds_and_follows_them():
+    draw_code = lambda generator: torch.randn(4, generator=generator)  # noqa: E731 - a N(0, I) prior
+    widget = LatentWalk(tiny_decoder(), draw_code, seeds=(3, 7), n_steps=5)
+    torch.testing.assert_close(widget.path[0], torch.randn(4, generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(widget.path[-1], torch.randn(4, generator=torch.Generator().manual_seed(7)))
+    before = widget.image.copy()
+    widget.seed_boxes[1].value = 8  # what typing a seed in the browser does
+    torch.testing.assert_close(widget.path[-1], torch.randn(4, generator=torch.Generator().manual_seed(8)))
+    assert not np.array_equal(widget.image, before)
+    widget.seed_boxes[1].value = 7  # the same seed gives the same picture again
+    np.testing.assert_array_equal(widget.image, before)
+    widget.steps_slider.value = 3
+    assert widget.image.shape == (10, 3 * 9 + 1, 1)
+    with pytest.raises(ValueError, match="two ints"):
+        LatentWalk(tiny_decoder(), draw_code, seeds=(1,))
+    with pytest.raises(ValueError, match=r"one code of shape \(Z,\), got shape \(1, 4\)"):
+        LatentWalk(tiny_decoder(), lambda generator: torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="draw_code must be a callable"):
+        LatentWalk(tiny_decoder(), None)
+
+
 def gaussian_decoder_sampler(decode, z_dim=4):
     def sample_fn(n, temperature, generator):
         return decode(temperature * torch.randn(n, z_dim, generator=generator))
@@ -321,6 +343,7 @@ def all_widgets():
     frames = torch.rand(3, 2, 1, 4, 4)
     return [LatentExplorer(decode, torch.zeros(4)),
             Interpolation(decode, torch.zeros(4), torch.ones(4)),
+            LatentWalk(decode, lambda generator: torch.randn(4, generator=generator)),
             Sampler(gaussian_decoder_sampler(decode), n=4),
             StepScrubber(frames),
             Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6))]
