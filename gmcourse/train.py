@@ -400,8 +400,9 @@ class RunNotCached(FileNotFoundError):
 
 def load_cached_run(name: str) -> dict:
     """The ``state`` (entry name -> state dict) of the newest *finished* run that
-    ``fit(..., cache=name)`` kept in the run cache: how a lecture loads another lecture's trained
-    model without training it again, e.g. ``load_cached_run("02_vae/conv_vae")["vae"]``.
+    ``fit(..., cache=name)`` kept in the run cache, trained in the current mode (a smoke run
+    never stands in for a full one): how a lecture loads another lecture's trained model without
+    training it again, e.g. ``load_cached_run("02_vae/conv_vae")["vae"]``.
 
     Raises :class:`RunNotCached` (a ``FileNotFoundError``) naming the folder searched when there
     is none: run that lecture first, or train the model yourself.
@@ -413,7 +414,7 @@ def load_cached_run(name: str) -> dict:
         history = saved.get("history", {})
         ended = (history.get("stopped_by") == "time budget"
                  or len(history.get("epoch", ())) >= saved.get("epochs", math.inf))
-        if saved.get("position") is None and ended:  # all its epochs, or its time budget, are done
+        if saved.get("position") is None and ended and saved.get("smoke") == SMOKE:  # done, in this mode
             state = {entry: value for entry, (_kind_of, value) in saved["state"].items()}  # state dicts, tensors
             finished.append((path.stat().st_mtime, str(path), state))
     if not finished:
@@ -579,7 +580,7 @@ def fit_steps(step: Callable[[Any, dict], Mapping[str, Any]], state: dict, data,
             return
         _save_atomic({"format": CHECKPOINT_FORMAT, "state": _state_payload(state),
                       "global_rng": _global_rng_state(), "order_rng": order_rng.get_state(),
-                      "history": dataclasses.asdict(history), "epochs": epochs,
+                      "history": dataclasses.asdict(history), "epochs": epochs, "smoke": SMOKE,
                       "position": position, "elapsed": clock()}, path)
 
     start = time.perf_counter() - elapsed_before

@@ -234,6 +234,9 @@ def test_load_cached_run_gives_the_newest_finished_run_and_refuses_unfinished_on
         assert torch.equal(loaded["generator"][name], value)
     with pytest.raises(ValueError, match="relative name"):
         train.load_cached_run("../elsewhere")
+    monkeypatch.setattr(train, "SMOKE", not train.SMOKE)  # a run of the other mode never stands in
+    with pytest.raises(train.RunNotCached):
+        train.load_cached_run("demo/gan")
 
 
 BETA = 1.0
