@@ -3,14 +3,12 @@ typical mistake fails the check meant for it (wrong targets, sums for means, a n
 divides two underflowed densities, a one-sided or squared-norm penalty, a penalty without its
 graph, a metric that forgets points beyond the grid, a GAN trained too briefly); q5's threshold
 keeps its margin over the reference."""
-import math
-
-import numpy as np
+import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
 
-from exercise_helpers import failed, graded_answers, hidden_checks, one_thread  # noqa: F401 (fixture)
+from exercise_helpers import ROOT, failed, graded_answers, hidden_checks, one_thread  # noqa: F401 (fixture)
 from gmcourse.checks import gan
 from gmcourse.grading import Checker
 
@@ -18,17 +16,10 @@ QUESTION_IDS = ["q1", "q2", "q3", "q4", "q5"]
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return graded_answers("03_gan", {"__name__": "__main__"}, QUESTION_IDS)
-
-
-@pytest.fixture(scope="module")
-def namespace(reference):
-    """The reference's graded answers and the cells they need (make_mlp, the imports)."""
-    import nbformat
-    from exercise_helpers import ROOT
+def namespace():
+    """The reference's graded answers, after the cells they need (the imports, make_mlp)."""
     nb = nbformat.read(ROOT / "solutions" / "03_gan.ipynb", as_version=4)
-    found = dict(reference)
+    found = {"__name__": "__main__"}
     for cell in nb.cells:
         if cell.get("id") in ("g03-setup", "g03-mlp"):
             exec(cell.source, found)
@@ -184,13 +175,12 @@ def scores_without_clamp(x, n_side=5, spacing=1.0, std=0.05, min_share=None):
     return (share >= min_share).sum(), high.double().mean(), kl
 
 
-def scores_fixed_share(x, n_side=5, spacing=1.0, std=0.05, min_share=None):
-    return namespace_scores(x, n_side, spacing, std, 0.02)
-
-
 def test_q4_mistakes(namespace):
-    global namespace_scores
-    namespace_scores = namespace["grid_mode_scores"]
+    scores = namespace["grid_mode_scores"]
+
+    def scores_fixed_share(x, n_side=5, spacing=1.0, std=0.05, min_share=None):
+        return scores(x, n_side, spacing, std, 0.02)    # the lecture's 2%, whatever K and min_share
+
     for answer, check in ((scores_without_clamp, "beyond the grid"), (scores_fixed_share, "min_share")):
         fails = failed(gan, with_answer(namespace, grid_mode_scores=answer), "q4")
         assert any(check in f for f in fails), (answer.__name__, fails)
