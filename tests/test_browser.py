@@ -187,3 +187,107 @@ def test_latent_explorer_renders_and_follows_its_slider_in_chromium(tmp_path):
         print(f"browser test took {time.monotonic() - started:.1f} s")
     finally:
         stop_lab(proc)
+
+
+# --- every widget of every lecture, in the lecture notebook itself ------------------------------
+
+LECTURES = Path(__file__).resolve().parents[1] / "lectures"
+
+
+def lectures_with_widgets() -> list[Path]:
+    """Every lecture that shows a widget of gmcourse.widgets (found in its code, not listed by hand)."""
+    found = []
+    for path in sorted(LECTURES.glob("[0-9][0-9]_*.ipynb")):
+        source = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                           for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        if "gmcourse.widgets import" in source:
+            found.append(path)
+    return found
+
+
+def move_first_control(output) -> str:
+    """Move the first slider of a widget's output by four keyboard steps, or, without a slider,
+    step its first number box (a seed) up by one; returns what was moved."""
+    sliders = output.locator(".widget-slider .noUi-handle")
+    if sliders.count():
+        handle = sliders.first
+        handle.focus()
+        for _ in range(4):
+            handle.press("ArrowRight")
+        return "slider"
+    box = output.locator("input[type=number]").first
+    box.fill(str(int(box.input_value()) + 1))
+    box.press("Enter")
+    return "number box"
+
+
+@pytest.fixture(scope="module")
+def lab_with_lectures(tmp_path_factory):
+    """One JupyterLab server (smoke mode) on a copy of lectures/, and one headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    root, work = tmp_path_factory.mktemp("root"), tmp_path_factory.mktemp("work")
+    shutil.copytree(LECTURES, root / "lectures", ignore=shutil.ignore_patterns("*.results.json"))
+    port, token = free_port(), uuid.uuid4().hex
+    base = f"http://127.0.0.1:{port}"
+    proc, log = start_lab(root, work, port, token)
+    try:
+        wait_for(lambda: api(base, "/api/status", token), "the server to answer", log, proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                yield browser, base, token, proc, log
+            finally:
+                browser.close()
+    finally:
+        stop_lab(proc)
+
+
+@pytest.mark.parametrize("lecture", lectures_with_widgets(), ids=lambda p: p.stem)
+def test_every_widget_of_the_lecture_follows_its_control_in_chromium(lecture, lab_with_lectures):
+    """The lecture notebook itself, run top to bottom in smoke mode in JupyterLab: every widget
+    renders (no "Loading widget..."), and moving its first control changes the picture the
+    browser shows. Screenshots of each widget after the move go to tests/artifacts/browser/<lecture>/."""
+    browser, base, token, proc, log = lab_with_lectures
+    artifacts = ARTIFACTS / lecture.stem
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.set_default_timeout(4 * TIMEOUT_S * 1000)  # a whole lecture runs, in smoke mode
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/lab/tree/lectures/{lecture.name}?reset&token={token}")
+        page.locator(".jp-Notebook").first.wait_for(state="visible")
+
+        def kernel_idle():
+            return any(s["path"].endswith(lecture.name) and s["kernel"]["execution_state"] == "idle"
+                       for s in api(base, "/api/sessions", token))
+
+        wait_for(kernel_idle, "the notebook's kernel to be idle", log, proc, tick=lambda: dismiss_dialogs(page))
+        dismiss_dialogs(page)
+        page.evaluate("window.jupyterapp.commands.execute('runmenu:run-all')")
+        time.sleep(1)  # let the run start before waiting for the kernel to be idle again
+        wait_for(kernel_idle, "the lecture to run to the end", log, proc, timeout=8 * TIMEOUT_S)
+        outputs = page.locator(".jp-OutputArea-output:has(img.widget-image)")
+        n = outputs.count()
+        assert n >= 1, "no widget rendered an image"
+        texts = page.locator(".jp-OutputArea-output").all_inner_texts()
+        assert not any("Loading widget" in text for text in texts), "a widget did not render"
+        assert not any("Traceback" in text for text in texts), "a cell raised"
+        for i in range(n):
+            output = outputs.nth(i)
+            output.scroll_into_view_if_needed()
+            image = output.locator("img.widget-image").last
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+            src_before, png_before = image.get_attribute("src"), image.screenshot()
+            moved = move_first_control(output)
+            page.wait_for_function("([img, src]) => img.src !== src", arg=[image.element_handle(), src_before])
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+            output.screenshot(path=str(artifacts / f"widget_{i}.png"))
+            before, after = picture(png_before), picture(image.screenshot())
+            # a smoke-trained model may change its picture only slightly: any pixel that differs counts
+            changed = float((after != before).mean()) if before.shape == after.shape else 1.0
+            assert changed > 0, f"widget {i}: moving its {moved} left every pixel as it was"
+        assert not errors, f"page errors: {errors}"
+    finally:
+        page.close()
