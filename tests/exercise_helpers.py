@@ -26,6 +26,17 @@ def graded_answers(name: str, namespace: dict, question_ids: list[str]) -> dict:
     return namespace
 
 
+_NAMESPACES: dict = {}
+
+
+def cached_solution_namespace(name: str) -> dict:
+    """``solution_namespace(name)``, built once per test session (every module shares it); callers
+    substitute answers in a copy, never in the dict itself."""
+    if name not in _NAMESPACES:
+        _NAMESPACES[name] = solution_namespace(name)
+    return _NAMESPACES[name]
+
+
 def solution_namespace(name: str) -> dict:
     """The globals of solutions/<name>.ipynb after every cell the grader runs (no check cells, no
     ``grader-skip`` demos), executed here in the test's own (smoke) mode."""
@@ -131,15 +142,22 @@ hog()
 '''
 
 
+def wrong_answers(namespace: dict, names) -> dict:
+    """A copy of ``namespace`` in which the answers ``names`` are rebound as WRONG_ANSWER_CELL does
+    in a notebook (the same cell, executed here)."""
+    wrong = dict(namespace)
+    exec(WRONG_ANSWER_CELL.replace("{names!r}", repr(list(names))), wrong)
+    return wrong
+
+
 def question_cells(nb) -> dict[str, int]:
     """question id -> index of its answer cell, in notebook order."""
     return {cell.metadata["gmcourse"]["question"]: i for i, cell in enumerate(nb.cells)
             if "question" in cell.metadata.get("gmcourse", {})}
 
 
-def hostile_submissions(solution: Path, functions: dict[str, tuple[str, ...]]) -> dict:
-    """name -> (notebook, {qid: expected points or None for "not decided by this case"}, phrase
-    expected in the gradebook's notes). ``functions``: what each question asks for."""
+def hostile_submissions(solution: Path) -> dict:
+    """name -> (notebook, {qid: expected points}, phrase expected in the gradebook's notes)."""
     sol = nbformat.read(solution, as_version=4)
     points = graded_questions(sol)
     cells = question_cells(sol)
@@ -153,10 +171,6 @@ def hostile_submissions(solution: Path, functions: dict[str, tuple[str, ...]]) -
         return nb
 
     found = {}
-    for k, qid in enumerate(order):   # earlier questions keep their points; later ones may use qid
-        expected = {q: (float(points[q]) if i < k else 0.0 if q == qid else None) for i, q in enumerate(order)}
-        found[f"wrong_{qid}"] = (inserted(cells[qid] + 1, WRONG_ANSWER_CELL.replace("{names!r}", repr(list(functions[qid])))),
-                                 expected, f"{qid}:")
     # a stray cell that raises and a memory hog cost nothing but themselves; an answer cell that
     # raises before it defines its function costs that question
     raises = inserted(first, "raise ValueError('a stray cell that raises')")

@@ -5,14 +5,18 @@
   zero; the reference's slowest graded cell and its whole run stay within half the default
   limits, in full mode (the grader's kernel never sees GMCOURSE_SMOKE), so that a demo's budget
   or a slow training never decides a grade, even on a machine twice as slow as this one;
-- the core hostile cases, derived from the solution itself: a wrong but well-formed answer for
-  each question (scored zero, earlier questions untouched), cells that raise (a stray one, a
+- the core hostile cases, derived from the solution itself: cells that raise (a stray one, a
   memory hog stopped by its address-space limit, an answer cell: only that answer is lost), an
-  infinite loop, and a memory hog spread over processes (killed from outside: zero).
+  infinite loop, and a memory hog spread over processes (killed from outside: zero);
+- a wrong but well-formed answer for each question fails its checks. This one runs in this
+  process, on the solution's namespace (shared with test_grading_importable.py): a submission
+  costs a whole notebook run in the sandbox (up to 35 s for exercises 01 and 02), and the checks,
+  not the sandbox, are what it tests.
 
 Each exercise's submissions are graded once, in one batch per exercise, two sandboxes at a time.
 """
 import csv
+import importlib
 import math
 import re
 from pathlib import Path
@@ -20,10 +24,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from exercise_helpers import ROOT, SOLUTIONS, hostile_submissions, question_functions
+from exercise_helpers import (ROOT, SOLUTIONS, cached_solution_namespace, hidden_checks, hostile_submissions,
+                              one_thread, question_functions, wrong_answers)  # noqa: F401 (one_thread: fixture)
+from gmcourse.grading import Checker
 from gmcourse.cli import main
 from gmcourse.grading import sandbox
-from gmcourse.grading.assign import graded_questions
+from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.batch import Limits
 
 SANDBOXED = sandbox.detect()[0].sandboxed
@@ -65,7 +71,7 @@ def graded(request, tmp_path_factory):
     found = {"solution": solution, "exercise": exercise, "points": points, "code": code, "rows": rows,
              "timing": timing, "hostile": None}
     if SANDBOXED and timing:
-        cases = hostile_submissions(solution, question_functions(solution))
+        cases = hostile_submissions(solution)
         # an infinite loop costs one cell limit: three times the reference's slowest cell is enough
         cell_timeout = max(15, math.ceil(3 * float(timing["seconds"])))
         code, rows = grade(exercise, {name: nb for name, (nb, _, _) in cases.items()}, folder / "hostile",
@@ -97,11 +103,10 @@ def test_graded_cells_fit_the_default_limits_in_full_mode(graded):
 
 
 def hostile_cases():
-    """(solution, case) for every exercise: a wrong answer per question, then the core cases."""
+    """(solution, case) for every exercise: the core cases that need the sandbox."""
     found = []
     for solution in SOLUTIONS:
-        questions = graded_questions(nbformat.read(solution, as_version=4))
-        for case in [*(f"wrong_{q}" for q in questions), "cells_raise", "infinite_loop", "fork_hog"]:
+        for case in ["cells_raise", "infinite_loop", "fork_hog"]:
             found.append(pytest.param(solution, case, id=f"{solution.stem}-{case}"))
     return found
 
@@ -118,3 +123,28 @@ def test_hostile_case(graded, case):
             assert float(row[qid]) == points, f"{case}: {qid} scored {row[qid]}, expected {points}; notes {row['notes']!r}"
     assert float(row["total"]) < sum(graded["points"].values()), row["notes"]
     assert phrase in row["notes"], f"expected {phrase!r} in the notes, got {row['notes']!r}"
+
+
+def wrong_answer_cases():
+    found = []
+    for solution in SOLUTIONS:
+        for qid, names in question_functions(solution).items():
+            found.append(pytest.param(solution.stem, qid, names, id=f"{solution.stem}-{qid}"))
+    return found
+
+
+@pytest.mark.parametrize("stem, qid, names", wrong_answer_cases())
+def test_a_wrong_but_well_formed_answer_fails_its_checks(stem, qid, names):
+    """Each question's answer rebound to a wrong but well-formed version (the cell of
+    exercise_helpers.WRONG_ANSWER_CELL) fails at least one public or hidden check. Run in this
+    process on the solution's namespace: the checks decide, and the grader runs the same probe in
+    the sandbox and the same checks (the battery proves that path, failing checks included)."""
+    namespace = cached_solution_namespace(stem)
+    wrong = wrong_answers(namespace, names)
+    public = importlib.import_module(check_module_name(nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", as_version=4)))
+    modules = (public, hidden_checks(stem))
+    # checks the reference itself fails here (one that needs the notebook's full-mode training) decide nothing
+    right_failures = {(m, o.check) for m in modules for o in Checker(m, namespace).results(qid) if not o.passed}
+    failures = [o.check for m in modules for o in Checker(m, wrong).results(qid)
+                if not o.passed and (m, o.check) not in right_failures]
+    assert failures, f"{stem} {qid}: the wrong answer {names} passed every check"

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 import gmcourse
-from exercise_helpers import SOLUTIONS, hidden_checks, one_thread, solution_namespace  # noqa: F401 (fixture)
+from exercise_helpers import SOLUTIONS, cached_solution_namespace, hidden_checks, one_thread  # noqa: F401 (fixture)
 from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.evaluate import run_checks
 
@@ -160,23 +160,12 @@ def binds(candidate, calls) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def namespaces():
-    cache = {}
-
-    def get(stem):
-        if stem not in cache:
-            cache[stem] = solution_namespace(stem)
-        return cache[stem]
-    return get
-
-
 @pytest.mark.parametrize("stem, public, hidden", QUESTIONS)
-def test_no_package_callable_passes_a_question(stem, public, hidden, namespaces, tmp_path, monkeypatch):
+def test_no_package_callable_passes_a_question(stem, public, hidden, tmp_path, monkeypatch):
     """A substitute fails when it misses one of the checks the reference answer passes here (all
     of them, unless a check needs the full-mode state of the notebook: smoke mode runs here)."""
     monkeypatch.chdir(tmp_path)            # whatever a substitute writes lands here
-    namespace = namespaces(stem)
+    namespace = cached_solution_namespace(stem)
     pairs = [(q, q.inputs()) for q in (public, hidden) if q is not None]
     substitutes = public_callables()
     passing = []
