@@ -105,6 +105,9 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
                           ("gated_pixelcnn_test_nll_nats", "gated PixelCNN, test NLL", "nats")],
     "02_vae": [("conv_vae_test_nll_bound_k1", "conv VAE, test -ELBO", "nats"),
                ("conv_vae_test_nll_bound_k100", "conv VAE, test -IWAE (k = 100)", "nats")],
+    "03_gan": [("dcgan_test_fd", "DCGAN, Fréchet distance to the test digits (real digits: 3.8)", ""),
+               ("toy_r1_hq_min", "2D, R1-penalised GAN, share of high-quality samples (worst of 3 seeds)", ""),
+               ("toy_plain_modes_min", "2D, plain GAN, modes covered of 8 (worst of 3 seeds)", "")],
 }
 TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
 

@@ -1,0 +1,39 @@
+"""What the tests of a committed lecture read from it: its printed outputs and its execution order."""
+from __future__ import annotations
+
+
+def outputs_text(nb) -> str:
+    """Every stream output of the notebook, in order, with errors as 'ERROR name: value' lines."""
+    out = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                out.append(output["text"])
+            elif output.get("output_type") == "error":
+                out.append(f"ERROR {output['ename']}: {output['evalue']}")
+    return "".join(out)
+
+
+def assert_executed_top_to_bottom(nb) -> None:
+    """Execution counts 1, 2, 3, ... over the code cells, and no error output."""
+    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), f"execution counts {counts}"
+    assert "ERROR" not in outputs_text(nb)
+
+
+def lecture_definitions(nb) -> dict:
+    """The lecture's imports, functions, classes and upper-case constants (not its training code, not the
+    Colab cell, not sizes chosen by smoke_or_full), executed into a fresh namespace."""
+    import ast
+
+    namespace = {}
+    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or any(line.lstrip().startswith(("!", "%")) for line in cell.source.splitlines()):
+            continue  # the Colab cell
+        tree = ast.parse(cell.source)
+        body = [node for node in tree.body if isinstance(node, keep)
+                or (isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
+                    and not any(isinstance(n, ast.Name) and n.id == "smoke_or_full" for n in ast.walk(node.value)))]
+        exec(compile(ast.Module(body=body, type_ignores=[]), "<lecture>", "exec"), namespace)
+    return namespace
