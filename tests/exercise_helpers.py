@@ -179,7 +179,8 @@ def hostile_submissions(solution: Path) -> dict:
     answer.source = "raise RuntimeError('this answer cell raises before it defines anything')\n" + answer.source
     found["cells_raise"] = (raises, {q: (0.0 if q == order[-1] else float(points[q])) for q in order},
                             "3 of your cells raised, first: ValueError")
-    found["infinite_loop"] = (inserted(last, "while True:\n    pass"), zero, "per-cell time limit")
+    # before the first answer: the cells above it are all the run costs, besides one cell limit
+    found["infinite_loop"] = (inserted(first, "while True:\n    pass"), zero, "per-cell time limit")
     found["fork_hog"] = (inserted(first, FORK_HOG_CELL), zero, "held more than")
     return found
 

@@ -59,10 +59,43 @@ class CappedClient(NotebookClient):
             super().handle_comm_msg(outs, msg, cell_index)
 
 
+# Run by the kernel at start-up, before the student's first cell. A cell that fails keeps its
+# exception, and with it the traceback's frames and every local of them, alive in IPython
+# (sys.last_value, the last execution result, the frames' cached locals): a cell that allocated
+# until its address-space limit stopped it would then hold all that memory, and every later cell
+# would fail for want of it. Dropping a failed cell's frames hands the memory back: only that cell
+# is lost. (The error itself was already sent to the notebook.)
+RELEASE_FAILED_CELLS = """
+def _gmcourse_release_failed_cell(result):
+    import gc, sys, traceback
+    error, seen = result.error_in_exec, set()
+    if error is None:
+        return
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        traceback.clear_frames(tb)
+        while tb is not None:
+            tb.tb_frame.f_locals  # re-syncs the frame's cached dict of locals with the cleared frame
+            tb = tb.tb_next
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    gc.collect()
+get_ipython().events.register("post_run_cell", _gmcourse_release_failed_cell)
+del _gmcourse_release_failed_cell
+"""
+
+
 def write_kernel_spec(work: Path) -> Path:
     spec_dir = work / ".kernels" / "kernels" / "gmcourse-sandbox"
     spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    start_up = spec_dir / "release_failed_cells.py"
+    start_up.write_text(RELEASE_FAILED_CELLS)
+    spec = {"argv": [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     f"--IPKernelApp.exec_files={json.dumps([str(start_up)])}"],
             "display_name": "gmcourse sandbox", "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     return spec_dir.parent
