@@ -108,6 +108,10 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
     "03_gan": [("dcgan_test_fd", "DCGAN, Fréchet distance to the test digits (real digits: 3.8)", ""),
                ("toy_r1_hq_min", "2D, R1-penalised GAN, share of high-quality samples (worst of 3 seeds)", ""),
                ("toy_plain_modes_min", "2D, plain GAN, modes covered of 8 (worst of 3 seeds)", "")],
+    "04_flows": [("glow_best_test_bpd", "multi-scale Glow, 8-bit test digits (with the dequantisation correction)", "bits/dim"),
+                 ("best_kl_8_gaussians", "best 2D flow, KL to 8 gaussians", "nats"),
+                 ("best_kl_checkerboard", "best 2D flow, KL to the checkerboard", "nats"),
+                 ("best_kl_rings", "best 2D flow, KL to the rings", "nats")],
 }
 TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
 
