@@ -14,6 +14,17 @@ def outputs_text(nb) -> str:
     return "".join(out)
 
 
+def committed_figures(lecture) -> dict:
+    """The figures of a lecture's committed results file (``lectures/NN_topic.results.json``), after
+    checking that they come from a full-mode run of at most 10 minutes (LECTURE.md's budget)."""
+    from gmcourse.results import load_results
+
+    record = load_results(lecture.stem, lecture.with_name(f"{lecture.stem}.results.json"))
+    assert record["mode"] == "full", "commit the results of a full-mode run"
+    assert record["seconds"] <= 600, f"the lecture ran {record['seconds']:.0f} s in full mode, over 10 min"
+    return record["figures"]
+
+
 def assert_executed_top_to_bottom(nb) -> None:
     """Execution counts 1, 2, 3, ... over the code cells, and no error output."""
     counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]

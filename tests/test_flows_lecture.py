@@ -8,8 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gmcourse.results import load_results
-from lecture_helpers import assert_executed_top_to_bottom, lecture_definitions, outputs_text
+from lecture_helpers import assert_executed_top_to_bottom, committed_figures, lecture_definitions, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "04_flows.ipynb"
 DATA_SETS = ("8_gaussians", "checkerboard", "rings")
@@ -23,9 +22,7 @@ def nb():
 
 @pytest.fixture(scope="module")
 def figures():
-    record = load_results("04_flows", LECTURE.with_name("04_flows.results.json"))
-    assert record["mode"] == "full", "commit the results of a full-mode run"
-    return record["figures"]
+    return committed_figures(LECTURE)
 
 
 def test_executed_top_to_bottom_without_errors(nb):

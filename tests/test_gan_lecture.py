@@ -13,8 +13,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from gmcourse.models import check_interface
-from gmcourse.results import load_results
-from lecture_helpers import assert_executed_top_to_bottom, outputs_text
+from lecture_helpers import assert_executed_top_to_bottom, committed_figures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "03_gan.ipynb"
 
@@ -26,10 +25,7 @@ def nb():
 
 @pytest.fixture(scope="module")
 def figures():
-    record = load_results("03_gan", LECTURE.with_name("03_gan.results.json"))
-    assert record["mode"] == "full", "commit the results of a full-mode run"
-    assert record["seconds"] <= 600, f"the lecture ran {record['seconds']:.0f} s in full mode, over 10 min"
-    return record["figures"]
+    return committed_figures(LECTURE)
 
 
 def test_executed_top_to_bottom_in_full_mode_without_errors(nb):
