@@ -32,19 +32,28 @@ def assert_executed_top_to_bottom(nb) -> None:
     assert "ERROR" not in outputs_text(nb)
 
 
-def lecture_definitions(nb) -> dict:
-    """The lecture's imports, functions, classes and upper-case constants (not its training code, not the
-    Colab cell, not sizes chosen by smoke_or_full), executed into a fresh namespace."""
+def lecture_definitions(nb, names=()) -> dict:
+    """The lecture's imports, functions, classes and constants, executed in order into a fresh
+    namespace: not its training code, not the Colab cell. A constant is an assignment to upper-case
+    names (or to ``names``, e.g. a lecture's 1D densities), tuple targets included; it is left out
+    when its value calls ``smoke_or_full`` (a size of the run) or reads a name left out before it."""
     import ast
 
-    namespace = {}
+    namespace, left_out = {}, {"smoke_or_full"}
     keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
     for cell in nb.cells:
         if cell.cell_type != "code" or any(line.lstrip().startswith(("!", "%")) for line in cell.source.splitlines()):
             continue  # the Colab cell
-        tree = ast.parse(cell.source)
-        body = [node for node in tree.body if isinstance(node, keep)
-                or (isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets)
-                    and not any(isinstance(n, ast.Name) and n.id == "smoke_or_full" for n in ast.walk(node.value)))]
+        body = []
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, keep):
+                body.append(node)
+            elif isinstance(node, ast.Assign):
+                targets = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                read = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+                if all(t.isupper() or t in names for t in targets) and not read & left_out:
+                    body.append(node)
+                else:
+                    left_out.update(targets)
         exec(compile(ast.Module(body=body, type_ignores=[]), "<lecture>", "exec"), namespace)
     return namespace

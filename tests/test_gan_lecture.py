@@ -2,7 +2,6 @@
 (results file) reach the issue's targets; the exported model honours the course's interface; the
 lecture's own functions (losses, D*, the gradient penalty, the mode scores) hold their properties.
 Reads the committed outputs; trains nothing heavy."""
-import ast
 import math
 import re
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from gmcourse.models import check_interface
-from lecture_helpers import assert_executed_top_to_bottom, committed_figures, outputs_text
+from lecture_helpers import assert_executed_top_to_bottom, committed_figures, lecture_definitions, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "03_gan.ipynb"
 
@@ -81,19 +80,7 @@ DENSITIES = {"p_data_1d", "p_g_1d"}  # the two 1D densities of section 1, which 
 @pytest.fixture(scope="module")
 def definitions(nb):
     """The lecture's imports, functions, classes and constants (not its training code)."""
-    namespace = {}
-    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
-    for cell in nb.cells:
-        if cell.cell_type != "code" or any(line.lstrip().startswith(("!", "%")) for line in cell.source.splitlines()):
-            continue  # the Colab cell
-        tree = ast.parse(cell.source)
-        body = [node for node in tree.body if isinstance(node, keep)
-                or (isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Call, ast.Tuple))
-                    and all(isinstance(t, (ast.Name, ast.Tuple)) for t in node.targets)
-                    and all(n.id.isupper() or n.id in DENSITIES
-                            for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)))]
-        exec(compile(ast.Module(body=body, type_ignores=[]), "<lecture>", "exec"), namespace)
-    return namespace
+    return lecture_definitions(nb, names=DENSITIES)
 
 
 def test_exported_gan_is_the_lectures_and_honours_the_interface(definitions):

@@ -1,6 +1,5 @@
 """The committed lecture 02 (VAE) is executed top to bottom in full mode and reaches the issue's
 quality on held-out digits. Reads the committed outputs; runs nothing heavy."""
-import ast
 import re
 from pathlib import Path
 
@@ -8,6 +7,7 @@ import nbformat
 import pytest
 
 from gmcourse.results import load_results
+from lecture_helpers import assert_executed_top_to_bottom, lecture_definitions, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "02_vae.ipynb"
 
@@ -17,21 +17,8 @@ def nb():
     return nbformat.read(LECTURE, as_version=4)
 
 
-def _text(nb) -> str:
-    out = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                out.append(output["text"])
-            elif output.get("output_type") == "error":
-                out.append(f"ERROR {output['ename']}: {output['evalue']}")
-    return "".join(out)
-
-
 def test_executed_top_to_bottom_without_errors(nb):
-    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
-    assert counts == list(range(1, len(counts) + 1)), f"execution counts {counts}"
-    assert "ERROR" not in _text(nb)
+    assert_executed_top_to_bottom(nb)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +29,7 @@ def figures():
 
 
 def test_executed_in_full_mode(nb, figures):
-    assert "7000 training, 1000 validation and 2000 test digits" in _text(nb)
+    assert "7000 training, 1000 validation and 2000 test digits" in outputs_text(nb)
     assert figures["epochs_conv"] >= 100
 
 
@@ -61,7 +48,7 @@ def test_quality_targets_on_test_digits(figures):
 
 
 def test_printed_table_is_the_results_file(nb, figures):
-    table = re.search(r"k\s+MLP VAE\s+conv VAE\n((?:\s+\d+\s+[\d.]+\s+[\d.]+\n)+)", _text(nb))
+    table = re.search(r"k\s+MLP VAE\s+conv VAE\n((?:\s+\d+\s+[\d.]+\s+[\d.]+\n)+)", outputs_text(nb))
     assert table, "the table of test bounds is missing"
     for k, mlp, conv in re.findall(r"(\d+)\s+([\d.]+)\s+([\d.]+)", table.group(1)):
         assert float(mlp) == pytest.approx(figures[f"mlp_vae_test_nll_bound_k{k}"], abs=0.006)
@@ -69,23 +56,13 @@ def test_printed_table_is_the_results_file(nb, figures):
 
 
 def test_sampling_is_timed(nb, figures):
-    assert re.search(r"64 samples in [\d.]+ ms", _text(nb)) and figures["mlp_vae_sampling_ms_64"] > 0
+    assert re.search(r"64 samples in [\d.]+ ms", outputs_text(nb)) and figures["mlp_vae_sampling_ms_64"] > 0
 
 
 @pytest.fixture(scope="module")
 def definitions(nb):
     """The lecture's imports, functions, classes and constants (not its training code), on the CPU."""
-    namespace = {}
-    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
-    for cell in nb.cells:
-        if cell.cell_type != "code" or any(line.lstrip().startswith(("!", "%")) for line in cell.source.splitlines()):
-            continue  # the Colab cell
-        tree = ast.parse(cell.source)
-        body = [node for node in tree.body if isinstance(node, keep)
-                or (isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Call))
-                    and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets))]
-        exec(compile(ast.Module(body=body, type_ignores=[]), "<lecture>", "exec"), namespace)
-    return namespace
+    return lecture_definitions(nb)
 
 
 def test_cifar_gpu_cell_code_runs_on_cpu_sized_down(definitions):
