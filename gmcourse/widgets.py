@@ -21,17 +21,19 @@ Shapes: B batch, Z latent dim, T steps, C H W image.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import ipywidgets as w
+import numpy as np
 import torch
 from IPython.display import display
 
 from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, slerp, to_png,
                                    top_rows_mask)
 
-__all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber", "Completion",
-           "lerp", "slerp", "interpolate", "top_rows_mask"]
+__all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber",
+           "LangevinScrubber", "Completion", "lerp", "slerp", "interpolate", "top_rows_mask"]
 
 MAX_SEED = 2**31 - 1
 
@@ -50,6 +52,11 @@ def _check_limits(name: str, limits) -> tuple[float, float]:
     if len(limits) != 2 or not float(limits[0]) < float(limits[1]):
         raise ValueError(f"{name} must be (low, high) with low < high, got {tuple(limits)!r}")
     return float(limits[0]), float(limits[1])
+
+
+def _picture_batch(picture: np.ndarray) -> torch.Tensor:
+    """An (H, W, 3) picture drawn by matplotlib as a batch of one image (1, 3, H, W) to show."""
+    return torch.from_numpy(picture).permute(2, 0, 1)[None]
 
 
 def _seed_box(seed: int) -> w.BoundedIntText:
@@ -259,10 +266,11 @@ class StepScrubber(_PictureWidget):
 
     Give either ``frames`` (T, B, ...) or a sequence of T batches, or ``frame_fn(step) -> batch``
     with ``n_steps``; a batch is images (B, C, H, W) / (B, H, W) in [0, 1] or points (B, 2).
+    step: the step shown first (Play, pressed on the last step, starts again from step 0).
     """
 
     def __init__(self, frames=None, frame_fn: Callable | None = None, n_steps: int | None = None,
-                 nrow: int = 8, scale: int = 3, interval_ms: int = 200):
+                 nrow: int = 8, scale: int = 3, interval_ms: int = 200, step: int = 0):
         if (frames is None) == (frame_fn is None):
             raise ValueError("give exactly one of frames or frame_fn, got "
                              f"frames={type(frames).__name__}, frame_fn={type(frame_fn).__name__}")
@@ -278,9 +286,12 @@ class StepScrubber(_PictureWidget):
             if not isinstance(n_steps, int) or n_steps < 1:
                 raise ValueError(f"frame_fn needs n_steps, an int >= 1, got {n_steps!r}")
             self.frames, self.frame_fn = None, frame_fn
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step < n_steps:
+            raise ValueError(f"step must be an int in [0, {n_steps - 1}], got {step!r}")
         self.n_steps = n_steps
-        self.step_slider = w.IntSlider(value=0, min=0, max=n_steps - 1, description="step")
-        self.play = w.Play(value=0, min=0, max=n_steps - 1, interval=interval_ms)
+        # both start on step: jslink copies the Play's value to the slider when the browser draws them
+        self.step_slider = w.IntSlider(value=step, min=0, max=n_steps - 1, description="step")
+        self.play = w.Play(value=step, min=0, max=n_steps - 1, interval=interval_ms)
         self._link = w.jslink((self.play, "value"), (self.step_slider, "value"))  # runs in the browser
         super().__init__([w.HBox([self.play, self.step_slider])], scale=scale, nrow=nrow)
         self.step_slider.observe(self._on_change, names="value")
@@ -311,10 +322,113 @@ class DensityScrubber(StepScrubber):
         def frame(step):
             log_p = log_prob_fn(step, self.grid)
             title = names[step] if names is not None else f"step {step}"
-            picture = render_density(log_p, points_fn(step), lim=lim, title=title)  # (H, W, 3)
-            return torch.from_numpy(picture).permute(2, 0, 1)[None]  # (1, 3, H, W)
+            return _picture_batch(render_density(log_p, points_fn(step), lim=lim, title=title))  # (1, 3, H, W)
 
         super().__init__(frame_fn=frame, n_steps=n_steps, nrow=1, scale=scale, interval_ms=interval_ms)
+
+
+class LangevinScrubber(StepScrubber):
+    """Scrub (or play) through a Langevin chain, with its step size, noise scale and seed as controls:
+    2D points over an energy's density, or images (digits) turning from noise into samples.
+
+    chain_fn(n_steps, step_size, noise_scale, generator) -> frames (n_steps + 1, B, ...): the chain's
+    states, frame 0 the start, each frame 2D points (B, 2) or images (B, C, H, W) / (B, H, W) in
+    [0, 1] (clamp them). It must draw all its randomness (the start too) from ``generator`` (a
+    ``torch.Generator`` on ``device``), so the same seed and controls give the same chain. It is
+    called with gradients enabled, as Langevin needs the energy's gradient; the usual update is
+    ``x <- x - step_size / 2 * grad E(x) + noise_scale * sqrt(step_size) * N(0, I)`` (noise_scale 1
+    samples exp(-E); 0 is gradient descent on E), but the widget only passes the numbers on.
+
+    log_density_fn(grid (G, 2)) -> (G,): for 2D points, the unnormalised log density (e.g. -E) on a
+    grid over [-lim, lim]^2, drawn once as the background under the points; without it, points are
+    a plain scatter on [-lim, lim]^2 and images a grid of ``nrow`` columns.
+
+    Changing the step size, the noise scale or the seed reruns the chain once and keeps its frames
+    (``.frames``, on the CPU); moving the step only picks a frame. The widget opens on the chain's
+    last step (``step`` chooses another); Play runs from step 0. The step size has a log-scale slider
+    over ``step_size_limits`` (both > 0). scale: how many times the picture is enlarged; by default 1
+    for points (a 240-pixel plot) and 3 for images.
+    """
+
+    def __init__(self, chain_fn: Callable, n_steps: int, step_size: float = 0.1, noise_scale: float = 1.0,
+                 step_size_limits=(1e-3, 1.0), noise_limits=(0.0, 2.0), seed: int = 0,
+                 log_density_fn: Callable | None = None, lim: float = 4.0, n_grid: int = 100, nrow: int = 8,
+                 scale: int | None = None, interval_ms: int = 200, step: int | None = None, device="cpu"):
+        _check_callable("chain_fn", chain_fn)
+        if log_density_fn is not None:
+            _check_callable("log_density_fn", log_density_fn)
+        if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+            raise ValueError(f"n_steps must be an int >= 1 (the chain's steps; it has n_steps + 1 frames), "
+                             f"got {n_steps!r}")
+        low, high = _check_limits("step_size_limits", step_size_limits)
+        if low <= 0:
+            raise ValueError(f"step_size_limits must be positive (the slider is log-scale), "
+                             f"got {tuple(step_size_limits)!r}")
+        if not low <= step_size <= high:
+            raise ValueError(f"step_size must lie in step_size_limits [{low:g}, {high:g}], got {step_size!r}")
+        noise_low, noise_high = _check_limits("noise_limits", noise_limits)
+        if not noise_low <= noise_scale <= noise_high:
+            raise ValueError(f"noise_scale must lie in noise_limits [{noise_low:g}, {noise_high:g}], "
+                             f"got {noise_scale!r}")
+        if scale is not None:
+            _check_scale(scale)
+        self.chain_fn, self.lim, self.device = chain_fn, float(lim), torch.device(device)
+        self.chain_length, self._chain_key, self._scale = n_steps, None, scale
+        self.log_p = None  # the background, (n_grid^2,), drawn once
+        if log_density_fn is not None:
+            grid = grid_points(self.lim, n_grid)  # (G, 2)
+            with torch.no_grad():
+                log_p = torch.as_tensor(log_density_fn(grid)).detach().cpu().double()
+            if log_p.shape != (len(grid),):
+                raise ValueError(f"log_density_fn must map the grid ({len(grid)}, 2) to ({len(grid)},), "
+                                 f"got shape {tuple(log_p.shape)}")
+            self.log_p = log_p - log_p.max()  # exp() of an unnormalised -E must not overflow; same picture
+        log_low, log_high = math.log10(low), math.log10(high)
+        self.step_size_slider = w.FloatLogSlider(value=step_size, base=10, min=log_low, max=log_high,
+                                                 step=(log_high - log_low) / 100, description="step size",
+                                                 readout_format=".3g", continuous_update=False)
+        self.noise_slider = w.FloatSlider(value=noise_scale, min=noise_low, max=noise_high,
+                                          step=(noise_high - noise_low) / 100, description="noise",
+                                          continuous_update=False)
+        self.seed_box = _seed_box(seed)
+        super().__init__(frame_fn=self._frame, n_steps=n_steps + 1, nrow=nrow, scale=scale or 1,
+                         interval_ms=interval_ms, step=n_steps if step is None else step)
+        self.widget.children = (self.step_size_slider, self.noise_slider, self.seed_box, *self.widget.children)
+        for control in (self.step_size_slider, self.noise_slider, self.seed_box):
+            control.observe(self._on_change, names="value")
+
+    def _run_chain(self) -> torch.Tensor:
+        """Run chain_fn for the current controls; its frames (n_steps + 1, B, ...) on the CPU."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
+        with torch.enable_grad():  # Langevin needs grad E, even when called under no_grad
+            frames = self.chain_fn(self.chain_length, self.step_size_slider.value, self.noise_slider.value, generator)
+        frames = torch.as_tensor(frames).detach().cpu()
+        expected = self.chain_length + 1
+        points = frames.ndim == 3 and frames.shape[-1] == 2
+        if not (points or frames.ndim in (4, 5)) or len(frames) != expected:
+            raise ValueError(f"chain_fn must return n_steps + 1 = {expected} frames, frame 0 the start, of points "
+                             f"({expected}, B, 2) or images ({expected}, B, C, H, W); got shape {tuple(frames.shape)}")
+        if self.log_p is not None and not points:
+            raise ValueError(f"with log_density_fn, chain_fn must return 2D points (T+1, B, 2), "
+                             f"got shape {tuple(frames.shape)}")
+        if self._scale is None:
+            self.scale = 1 if points else 3
+        self._points = points
+        return frames
+
+    def _frame(self, step: int) -> torch.Tensor:
+        x = self.frames[step]  # (B, 2) or (B, C, H, W)
+        if not self._points:
+            return x
+        if self.log_p is None:
+            return _picture_batch(render(x, lim=self.lim))  # (1, 3, H, W)
+        return _picture_batch(render_density(self.log_p, x, lim=self.lim, title=f"step {step} of {self.chain_length}"))
+
+    def update(self):
+        key = (self.step_size_slider.value, self.noise_slider.value, self.seed_box.value)
+        if key != self._chain_key:  # a new chain only when its controls changed, not the step
+            self.frames, self._chain_key = self._run_chain(), key
+        return super().update()  # draws frame_fn(step), our _frame
 
 
 class Completion(_PictureWidget):

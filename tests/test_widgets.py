@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import (Completion, DensityScrubber, Interpolation, LatentExplorer, LatentWalk, Sampler,
-                              StepScrubber)
+from gmcourse.widgets import (Completion, DensityScrubber, Interpolation, LangevinScrubber, LatentExplorer, LatentWalk,
+                              Sampler, StepScrubber)
 from gmcourse.widgets_core import interpolate, lerp, render, slerp, to_png, top_rows_mask
 
 # ---------------------------------------------------------------- path maths, by property
@@ -291,6 +291,10 @@ def test_step_scrubber_over_frames_and_over_a_function():
         StepScrubber(frames, frame_fn=lambda step: frames[step], n_steps=5)
     with pytest.raises(ValueError, match="n_steps, an int >= 1, got None"):
         StepScrubber(frame_fn=lambda step: frames[step])
+    last = StepScrubber(frames, step=4)  # opens on a chosen step, the Play with it
+    assert last.play.value == last.step_slider.value == 4 and last.image[1, 1, 0] == 1
+    with pytest.raises(ValueError, match=r"step must be an int in \[0, 4\], got 5"):
+        StepScrubber(frames, step=5)
 
 
 def test_density_scrubber_shows_each_step_and_checks_its_inputs():
@@ -311,6 +315,130 @@ def test_density_scrubber_shows_each_step_and_checks_its_inputs():
         DensityScrubber(log_prob_fn, lambda step: centres, n_steps=3, names=["a"])
     with pytest.raises(ValueError, match="log_prob_fn must be a callable"):
         DensityScrubber(None, lambda step: centres, n_steps=3)
+
+
+PRECISION = torch.tensor([[1.0, 0.0], [0.0, 4.0]])  # E(x) = x^T A x / 2: a Gaussian, narrow in y
+
+
+def quadratic_energy(x):
+    return 0.5 * ((x @ PRECISION) * x).sum(-1)  # (B, 2) -> (B,)
+
+
+def langevin_chain(n_steps, step_size, noise_scale, generator, n=64):
+    """Unadjusted Langevin on quadratic_energy from uniform starts, its gradient by autograd."""
+    x = 6 * torch.rand(n, 2, generator=generator) - 3
+    frames = [x]
+    for _ in range(n_steps):
+        x = x.detach().requires_grad_()
+        (grad,) = torch.autograd.grad(quadratic_energy(x).sum(), x)
+        x = x - step_size / 2 * grad + noise_scale * step_size**0.5 * torch.randn(x.shape, generator=generator)
+        frames.append(x.detach())
+    return torch.stack(frames)  # (T+1, n, 2)
+
+
+def image_chain(n_steps, step_size, noise_scale, generator, n=4, size=6):
+    """Langevin towards a ramp image from uniform noise, clamped to [0, 1]: a stand-in for digits."""
+    target = torch.linspace(0, 1, size * size).reshape(1, 1, size, size)
+    x = torch.rand(n, 1, size, size, generator=generator)
+    frames = [x]
+    for _ in range(n_steps):
+        noise = torch.randn(x.shape, generator=generator)
+        x = (x - step_size / 2 * (x - target) / 0.05 + noise_scale * 0.2 * step_size**0.5 * noise).clamp(0, 1)
+        frames.append(x)
+    return torch.stack(frames)  # (T+1, n, 1, size, size)
+
+
+def changed(a, b) -> bool:
+    return a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_langevin_scrubber_over_an_energy_contour_follows_every_control_and_caches_the_chain():
+    calls = []
+
+    def chain_fn(n_steps, step_size, noise_scale, generator):
+        calls.append((n_steps, step_size, noise_scale))
+        return langevin_chain(n_steps, step_size, noise_scale, generator)
+
+    widget = LangevinScrubber(chain_fn, n_steps=10, step_size=0.1, log_density_fn=lambda g: -quadratic_energy(g),
+                              n_grid=30)
+    assert widget.frames.shape == (11, 64, 2) and widget.step_slider.value == widget.play.value == 10  # the end
+    assert widget.step_slider.max == widget.play.max == 10 and widget.scale == 1
+    start = 6 * torch.rand(64, 2, generator=torch.Generator().manual_seed(0)) - 3
+    torch.testing.assert_close(widget.frames[0], start)  # frame 0 is the start, drawn from the seed
+    end = widget.image.copy()
+    assert end.ndim == 3 and end.shape[2] == 3
+    widget.step_slider.value = 0
+    first = widget.image.copy()
+    assert changed(first, end) and calls == [(10, 0.1, 1.0)]  # moving the step only picks a frame
+    widget.step_size_slider.value = 0.5  # a new chain, from the same start
+    assert len(calls) == 2 and calls[-1][1] == 0.5
+    np.testing.assert_array_equal(widget.image, first)
+    widget.step_slider.value = 10
+    assert changed(widget.image, end)
+    widget.step_size_slider.value = 0.1
+    np.testing.assert_array_equal(widget.image, end)  # same seed and controls, same picture
+    widget.noise_slider.value = 0.0  # gradient descent: the energy falls at every step
+    descent = widget.image.copy()
+    assert changed(descent, end)
+    energy = quadratic_energy(widget.frames).mean(1)  # (T+1,)
+    assert (energy[1:] < energy[:-1]).all()
+    with torch.no_grad():  # the chain still gets its gradients
+        widget.seed_box.value = 1
+    assert changed(widget.image, descent) and len(calls) == 5
+    widget.seed_box.value = 0
+    np.testing.assert_array_equal(widget.image, descent)
+
+
+def test_langevin_scrubber_shows_plain_points_and_image_chains():
+    points = LangevinScrubber(langevin_chain, n_steps=3, lim=2.0)
+    np.testing.assert_array_equal(points.image[1:-1, 1:-1], render(points.frames[3], lim=2.0))
+
+    widget = LangevinScrubber(image_chain, n_steps=5, step_size=0.01, nrow=2, step=0)
+    start = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(widget.image, render(start, nrow=2))  # frame 0 is the start
+    assert widget.image.shape == (2 * 7 + 1, 2 * 7 + 1, 1) and widget.scale == 3
+    assert Image.open(io.BytesIO(widget.view.value)).size == (45, 45)
+    widget.step_slider.value = 5
+    end = widget.image.copy()
+    assert changed(end, render(start, nrow=2))
+    pictures = [end]
+    for control, value in ((widget.step_size_slider, 0.05), (widget.seed_box, 5), (widget.noise_slider, 0.0)):
+        control.value = value
+        pictures.append(widget.image.copy())
+    assert all(changed(a, b) for a, b in zip(pictures, pictures[1:]))
+    widget.step_size_slider.value, widget.noise_slider.value, widget.seed_box.value = 0.01, 1.0, 0
+    np.testing.assert_array_equal(widget.image, end)
+
+
+def test_langevin_scrubber_rejects_bad_arguments_saying_what_it_expected():
+    with pytest.raises(ValueError, match="chain_fn must be a callable, got str"):
+        LangevinScrubber("chain", n_steps=5)
+    with pytest.raises(ValueError, match="log_density_fn must be a callable"):
+        LangevinScrubber(langevin_chain, n_steps=5, log_density_fn=3)
+    with pytest.raises(ValueError, match="n_steps must be an int >= 1"):
+        LangevinScrubber(langevin_chain, n_steps=0)
+    with pytest.raises(ValueError, match=r"step must be an int in \[0, 5\], got 6"):
+        LangevinScrubber(langevin_chain, n_steps=5, step=6)
+    with pytest.raises(ValueError, match=r"step_size_limits must be \(low, high\) with low < high"):
+        LangevinScrubber(langevin_chain, n_steps=5, step_size_limits=(1.0, 0.1))
+    with pytest.raises(ValueError, match="step_size_limits must be positive"):
+        LangevinScrubber(langevin_chain, n_steps=5, step_size_limits=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"step_size must lie in step_size_limits \[0.001, 1\], got 2.0"):
+        LangevinScrubber(langevin_chain, n_steps=5, step_size=2.0)
+    with pytest.raises(ValueError, match=r"noise_scale must lie in noise_limits \[0, 2\], got -1"):
+        LangevinScrubber(langevin_chain, n_steps=5, noise_scale=-1)
+    with pytest.raises(ValueError, match=r"noise_limits must be \(low, high\)"):
+        LangevinScrubber(langevin_chain, n_steps=5, noise_limits=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"n_steps \+ 1 = 6 frames, frame 0 the start.* got shape \(5, 64, 2\)"):
+        LangevinScrubber(lambda n_steps, *args: langevin_chain(n_steps - 1, *args), n_steps=5)
+    with pytest.raises(ValueError, match=r"6 frames.* got shape \(6, 64\)"):
+        LangevinScrubber(lambda *args: langevin_chain(*args)[..., 0], n_steps=5)
+    with pytest.raises(ValueError, match=r"with log_density_fn, chain_fn must return 2D points"):
+        LangevinScrubber(image_chain, n_steps=5, log_density_fn=lambda g: -quadratic_energy(g), n_grid=10)
+    with pytest.raises(ValueError, match=r"must map the grid \(100, 2\) to \(100,\), got shape \(10, 10\)"):
+        LangevinScrubber(langevin_chain, n_steps=5, log_density_fn=lambda g: g[:, 0].reshape(10, 10), n_grid=10)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        LangevinScrubber(lambda *args: 2 * image_chain(*args) - 1, n_steps=5)
 
 
 def test_completion_hides_the_unobserved_rows_and_follows_rows_and_seed():
@@ -346,6 +474,7 @@ def all_widgets():
             LatentWalk(decode, lambda generator: torch.randn(4, generator=generator)),
             Sampler(gaussian_decoder_sampler(decode), n=4),
             StepScrubber(frames),
+            LangevinScrubber(image_chain, n_steps=2),
             Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6))]
 
 
