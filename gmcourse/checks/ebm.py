@@ -437,7 +437,8 @@ def _q3_log_space(inputs, outputs):
 
 
 def _q3_contains(inputs, outputs):
-    errors = np.array([abs(mixture_log_z(_case(inputs, i)) - outputs["log_z"][i]) for i in range(int(inputs["n_cases"]))])
+    errors = np.array([abs(mixture_log_z(_case(inputs, i)) - outputs["log_z"][i])
+                       for i in range(int(inputs["n_cases"]))])
     if not np.all(errors <= outputs["bound"] + 1e-12):
         raise CheckFailed("the bound holds: |log Z - log_z| <= bound, coarse grids and small boxes included",
                           expected=f"bounds >= the true errors {np.array2string(errors, precision=3)}",
