@@ -112,6 +112,11 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
                  ("best_kl_8_gaussians", "best 2D flow, KL to 8 gaussians", "nats"),
                  ("best_kl_checkerboard", "best 2D flow, KL to the checkerboard", "nats"),
                  ("best_kl_rings", "best 2D flow, KL to the rings", "nats")],
+    "05_ebm": [("toy_cd_kl_8_gaussians", "2D EBM by contrastive divergence, KL to 8 gaussians (Z by quadrature)", "nats"),
+               ("toy_grid_ml_kl_8_gaussians", "2D EBM by exact maximum likelihood (Z on a grid), KL to 8 gaussians", "nats"),
+               ("auroc_EBM_energy_mnist_in", "digit EBM's energy, AUROC against Fashion-MNIST", ""),
+               ("auroc_EBM_energy_fashion_in", "Fashion-MNIST EBM's energy, AUROC against MNIST", ""),
+               ("sample_fd_buffer", "digit EBM, Fréchet distance of its buffer chains to the test digits", "")],
 }
 TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
 

@@ -336,8 +336,8 @@ class LangevinScrubber(StepScrubber):
     [0, 1] (clamp them). It must draw all its randomness (the start too) from ``generator`` (a
     ``torch.Generator`` on ``device``), so the same seed and controls give the same chain. It is
     called with gradients enabled, as Langevin needs the energy's gradient; the usual update is
-    ``x <- x - step_size / 2 * grad E(x) + noise_scale * sqrt(step_size) * N(0, I)`` (noise_scale 1
-    samples exp(-E); 0 is gradient descent on E), but the widget only passes the numbers on.
+    ``x <- x - step_size * grad E(x) + noise_scale * sqrt(2 step_size) * N(0, I)`` (lecture 05's eq. (7):
+    noise_scale 1 samples exp(-E); 0 is gradient descent on E), but the widget only passes the numbers on.
 
     log_density_fn(grid (G, 2)) -> (G,): for 2D points, the unnormalised log density (e.g. -E) on a
     grid over [-lim, lim]^2, drawn once as the background under the points; without it, points are

@@ -331,7 +331,7 @@ def langevin_chain(n_steps, step_size, noise_scale, generator, n=64):
     for _ in range(n_steps):
         x = x.detach().requires_grad_()
         (grad,) = torch.autograd.grad(quadratic_energy(x).sum(), x)
-        x = x - step_size / 2 * grad + noise_scale * step_size**0.5 * torch.randn(x.shape, generator=generator)
+        x = x - step_size * grad + noise_scale * (2 * step_size)**0.5 * torch.randn(x.shape, generator=generator)
         frames.append(x.detach())
     return torch.stack(frames)  # (T+1, n, 2)
 
