@@ -57,3 +57,10 @@ def lecture_definitions(nb, names=()) -> dict:
                     left_out.update(targets)
         exec(compile(ast.Module(body=body, type_ignores=[]), "<lecture>", "exec"), namespace)
     return namespace
+
+
+def assert_prose_first(nb, ratio: float = 1.0) -> None:
+    """LECTURE.md's prose-first rule: at least ``ratio`` characters of markdown per character of code."""
+    markdown = sum(len(c.source) for c in nb.cells if c.cell_type == "markdown")
+    code = sum(len(c.source) for c in nb.cells if c.cell_type == "code")
+    assert markdown >= ratio * code, f"{markdown} characters of markdown for {code} of code (at least {ratio} for 1)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lecture_helpers import assert_executed_top_to_bottom, committed_figures, outputs_text
+from lecture_helpers import assert_executed_top_to_bottom, assert_prose_first, committed_figures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "05_ebm.ipynb"
 DETECTORS = {"EBM energy": "EBM_energy", "EBM flatness": "EBM_flatness", "Glow bits/dim": "Glow_bits_per_dim",
@@ -36,9 +36,7 @@ def test_small_enough_to_commit():
 
 
 def test_prose_first(nb):
-    markdown = sum(len(c.source) for c in nb.cells if c.cell_type == "markdown")
-    code = sum(len(c.source) for c in nb.cells if c.cell_type == "code")
-    assert markdown >= code, f"{markdown} characters of markdown for {code} of code (LECTURE.md: at least 1 for 1)"
+    assert_prose_first(nb)
 
 
 def test_printed_2d_table_is_the_results_file(nb, figures):

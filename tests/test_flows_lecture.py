@@ -8,7 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lecture_helpers import assert_executed_top_to_bottom, committed_figures, lecture_definitions, outputs_text
+from lecture_helpers import (assert_executed_top_to_bottom, assert_prose_first, committed_figures, lecture_definitions,
+                             outputs_text)
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "04_flows.ipynb"
 DATA_SETS = ("8_gaussians", "checkerboard", "rings")
@@ -33,11 +34,8 @@ def test_small_enough_to_commit():
     assert LECTURE.stat().st_size < 4 * 2**20
 
 
-def test_prose_first():
-    nb = nbformat.read(LECTURE, as_version=4)
-    markdown = sum(len(c.source) for c in nb.cells if c.cell_type == "markdown")
-    code = sum(len(c.source) for c in nb.cells if c.cell_type == "code")
-    assert markdown >= code, f"{markdown} characters of markdown for {code} of code (LECTURE.md: at least 1 for 1)"
+def test_prose_first(nb):
+    assert_prose_first(nb)
 
 
 def test_printed_kl_table_is_the_results_file(nb, figures):
