@@ -14,6 +14,8 @@ LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "05_ebm.ipynb"
 DETECTORS = {"EBM energy": "EBM_energy", "EBM flatness": "EBM_flatness", "Glow bits/dim": "Glow_bits_per_dim",
              "share of pixels > 0.1 (best sign)": "share_of_pixels_above_01",
              "mean brightness (best sign)": "mean_brightness"}
+CORRECTED = {"Glow bits/dim - L": "Glow_bits_per_dim_minus_L", "z(energy) - z(L)": "z_energy_minus_z_L",
+             "L alone": "L_alone"}
 TRIVIAL = ("share_of_pixels_above_01", "mean_brightness")
 
 
@@ -51,7 +53,7 @@ def test_printed_2d_table_is_the_results_file(nb, figures):
 
 def test_printed_ood_table_is_the_results_file(nb, figures):
     text = outputs_text(nb)
-    for label, key in DETECTORS.items():
+    for label, key in (DETECTORS | CORRECTED).items():
         line = re.search(re.escape(label) + r"\s+(\d\.\d{4})\s+(\d\.\d{4})", text)
         assert line, f"the AUROC table has no row {label!r}"
         assert float(line.group(1)) == pytest.approx(figures[f"auroc_{key}_mnist_in"], abs=6e-5)
@@ -102,3 +104,12 @@ def test_likelihood_prefers_the_outliers_trained_on_fashion(figures):
                    "what separates them instead); see the issue's closing note")
 def test_energy_detects_digits_among_fashion(figures):
     assert figures["auroc_EBM_energy_fashion_in"] >= 0.90
+
+
+def test_complexity_correction_rescues_the_hard_direction_and_breaks_the_easy_one(figures):
+    """Eq. (10): subtracting a compressor's bits turns the failure around for the flow and the energy,
+    and costs the direction in which the raw scores worked."""
+    for score in ("Glow_bits_per_dim_minus_L", "z_energy_minus_z_L"):
+        assert figures[f"auroc_{score}_fashion_in"] >= 0.90
+    assert figures["auroc_Glow_bits_per_dim_minus_L_mnist_in"] < 0.6
+    assert figures["auroc_z_energy_minus_z_L_mnist_in"] < figures["auroc_EBM_energy_mnist_in"]
