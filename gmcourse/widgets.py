@@ -382,7 +382,7 @@ class LangevinScrubber(StepScrubber):
             if log_p.shape != (len(grid),):
                 raise ValueError(f"log_density_fn must map the grid ({len(grid)}, 2) to ({len(grid)},), "
                                  f"got shape {tuple(log_p.shape)}")
-            self.log_p = log_p - log_p.max()  # exp() of an unnormalised -E must not overflow; same picture
+            self.log_p = log_p  # render_density shifts it by its maximum before exp()
         log_low, log_high = math.log10(low), math.log10(high)
         self.step_size_slider = w.FloatLogSlider(value=step_size, base=10, min=log_low, max=log_high,
                                                  step=(log_high - log_low) / 100, description="step size",

@@ -127,6 +127,8 @@ def render_density(log_p, points=None, lim: float = 4.0, title: str = "", size_p
     """A 2D density exp(log_p) on the grid of :func:`grid_points` (log_p (n*n,) or (n, n)), with
     optional points (B, 2) on top and a title, as an (H, W, 3) float picture in [0, 1]."""
     log_p = torch.as_tensor(log_p).detach().cpu().double()
+    if torch.isfinite(log_p.max()):  # an unnormalised log density (-E) must not overflow exp(); the colour
+        log_p = log_p - log_p.max()  # scale is relative to the picture's own range, so the picture is the same
     n = int(round(log_p.numel() ** 0.5))
     if n * n != log_p.numel() or n < 2:
         raise ValueError(f"log_p must hold the n*n values of grid_points(lim, n), got shape {tuple(log_p.shape)}")

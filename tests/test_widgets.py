@@ -12,7 +12,7 @@ from PIL import Image
 
 from gmcourse.widgets import (Completion, DensityScrubber, Interpolation, LangevinScrubber, LatentExplorer, LatentWalk,
                               Sampler, StepScrubber)
-from gmcourse.widgets_core import interpolate, lerp, render, slerp, to_png, top_rows_mask
+from gmcourse.widgets_core import grid_points, interpolate, lerp, render, render_density, slerp, to_png, top_rows_mask
 
 # ---------------------------------------------------------------- path maths, by property
 
@@ -497,3 +497,14 @@ def test_every_widget_shows_its_box_through_the_public_display_protocol():
         with capture_output() as captured:
             display(widget)
         assert widget_views(captured.outputs) == [widget.widget.model_id], type(widget).__name__
+
+
+def test_render_density_draws_an_unnormalised_log_density_without_overflow():
+    """exp() of an unnormalised log density overflows float64 when it is large; the picture is relative
+    to its own range, so shifting log p by a constant (here +1000, where exp overflows) leaves it as it was."""
+    grid = grid_points(3.0, 40)
+    log_p = -(grid**2).sum(-1) / 2  # (1600,)
+    picture = render_density(log_p, grid[:5], lim=3.0)
+    shifted = render_density(log_p + 1000.0, grid[:5], lim=3.0)
+    assert np.isfinite(shifted).all()
+    assert np.array_equal(picture, shifted)
