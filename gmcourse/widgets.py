@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, slerp, to_png,
-                                   top_rows_mask)
+from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, render_points,
+                                   side_by_side, slerp, to_png, top_rows_mask)
 
 __all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber",
-           "LangevinScrubber", "Completion", "lerp", "slerp", "interpolate", "top_rows_mask"]
+           "LangevinScrubber", "ReverseProcessScrubber", "GuidanceExplorer", "Completion", "lerp", "slerp",
+           "interpolate", "top_rows_mask"]
 
 MAX_SEED = 2**31 - 1
 
@@ -82,7 +83,11 @@ class _PictureWidget:
         self.update()
 
     def _show(self, x, nrow: int | None = None):
-        self.image = render(torch.as_tensor(x).detach().cpu(), nrow=nrow or self.nrow)  # (H, W, C)
+        return self._show_picture(render(torch.as_tensor(x).detach().cpu(), nrow=nrow or self.nrow))
+
+    def _show_picture(self, picture: np.ndarray):
+        """Show an (H, W, C) picture in [0, 1] as it is: the one place ``.image`` and ``.view`` change."""
+        self.image = picture
         self.view.value = to_png(self.image, self.scale)
         return self.image
 
@@ -429,6 +434,204 @@ class LangevinScrubber(StepScrubber):
         if key != self._chain_key:  # a new chain only when its controls changed, not the step
             self.frames, self._chain_key = self._run_chain(), key
         return super().update()  # draws frame_fn(step), our _frame
+
+
+class ReverseProcessScrubber(StepScrubber):
+    """Scrub (or play) through a diffusion model's reverse process, x_T (pure noise) to x_0, with the
+    model's prediction of x_0 at each step beside it; the seed and the number of sampler steps are
+    controls.
+
+    chain_fn(n_steps, generator) -> (x_t, x0_hat): two tensors of frames, each (n_steps + 1, B, ...).
+    x_t[0] is x_T, x_t[n_steps] the sample x_0, x_t[k] the state after k reverse steps; x0_hat[k] is the
+    model's prediction of x_0 from x_t[k] (x0_hat[n_steps] is usually x_0 itself). chain_fn must draw
+    all its randomness (x_T too) from ``generator`` (a ``torch.Generator`` on ``device``), so the same
+    seed and steps give the same chain; it is called under ``torch.no_grad()`` (classifier guidance
+    would turn gradients on inside). Frames are images (B, C, H, W) / (B, H, W) on the [0, 1] display
+    scale (for data in [-1, 1], return (x + 1) / 2), clamped to [0, 1] for display only (x_t's noise
+    leaves it), or 2D points (B, 2), drawn on [-lim, lim]^2.
+
+    timesteps(n_steps) -> (n_steps + 1,) numbers: the diffusion time of each frame, x_T's first, e.g.
+    ``lambda n: torch.linspace(1000, 0, n + 1).round()`` for a model trained with T = 1000; the caption
+    then reads "step 3 of 10 · t = 700 of 1000" (t of frame 0's time), without it "step 3 of 10".
+
+    The picture: x_t on the left and x̂_0 on the right, two grids of ``nrow`` columns ``gap`` white
+    pixels apart, or two scatter panels titled x_t and predicted x̂_0; ``.caption`` above it names the
+    step. Controls, in this order: the step (a slider, with Play), the seed, the sampler steps (a
+    dropdown of ``step_options``). Changing the seed or the sampler steps reruns chain_fn once and
+    keeps its frames (``.x_t``, ``.x0_hat``, on the CPU, and ``.timesteps``); moving the step only
+    picks a frame. The widget opens on step 0, x_T (``step`` chooses another; not the last step in a
+    lecture, whose browser test moves the first slider to the right); when the sampler steps
+    go from n to m, the step keeps its place along the chain (k becomes round(k m / n)). scale: how
+    many times the picture is enlarged; by default 1 for points (240-pixel panels), 3 for images.
+    """
+
+    def __init__(self, chain_fn: Callable, n_steps: int = 20, step_options: Sequence[int] = (10, 20, 50, 100),
+                 timesteps: Callable | None = None, seed: int = 0, lim: float = 4.0, nrow: int = 4,
+                 scale: int | None = None, gap: int = 6, interval_ms: int = 200, step: int = 0, device="cpu"):
+        _check_callable("chain_fn", chain_fn)
+        if timesteps is not None:
+            _check_callable("timesteps", timesteps)
+        options = tuple(step_options)
+        if not options or len(set(options)) != len(options) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in options):
+            raise ValueError(f"step_options must be distinct ints >= 1, got {options!r}")
+        if n_steps not in options or isinstance(n_steps, bool):
+            raise ValueError(f"n_steps must be one of step_options {options}, got {n_steps!r}")
+        if scale is not None:
+            _check_scale(scale)
+        if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
+            raise ValueError(f"gap must be an int >= 0, got {gap!r}")
+        self.chain_fn, self.timesteps_fn, self.lim, self.device = chain_fn, timesteps, float(lim), torch.device(device)
+        self.gap, self._scale, self._chain_key, self._quiet = gap, scale, None, False
+        self.seed_box = _seed_box(seed)
+        self.steps_dropdown = w.Dropdown(options=list(options), value=n_steps, description="sampler steps",
+                                         style={"description_width": "initial"})
+        self.caption = w.Label()
+        super().__init__(frame_fn=self.picture_at, n_steps=n_steps + 1, nrow=nrow, scale=scale or 1,
+                         interval_ms=interval_ms, step=step)
+        scrubber, view = self.widget.children
+        self.widget.children = (scrubber, w.HBox([self.seed_box, self.steps_dropdown]), self.caption, view)
+        self.seed_box.observe(self._on_change, names="value")
+        self.steps_dropdown.observe(self._on_steps, names="value")
+
+    def _on_change(self, change) -> None:
+        if not self._quiet:  # not while _on_steps moves the step slider to its new range
+            self.update()
+
+    def _on_steps(self, change) -> None:
+        old, new = change["old"], change["new"]
+        step = round(self.step_slider.value * new / old)
+        self._quiet = True
+        try:
+            for control in (self.step_slider, self.play):  # the value always inside [min, max]
+                if new > old:
+                    control.max, control.value = new, step
+                else:
+                    control.value, control.max = step, new
+        finally:
+            self._quiet = False
+        self.n_steps = new + 1
+        self.update()
+
+    def _run_chain(self) -> None:
+        """Run chain_fn for the current seed and steps; keep its frames on the CPU, and the times."""
+        n = self.steps_dropdown.value
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
+        with torch.no_grad():
+            out = self.chain_fn(n, generator)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+            raise ValueError(f"chain_fn must return a pair (x_t frames, x0_hat frames), got a {got}")
+        x_t, x0_hat = (torch.as_tensor(frames).detach().cpu() for frames in out)
+        expected = n + 1
+        points = x_t.ndim == 3 and x_t.shape[-1] == 2
+        if not (points or x_t.ndim in (4, 5)) or len(x_t) != expected or x0_hat.shape != x_t.shape:
+            raise ValueError(f"chain_fn must return x_t and x0_hat frames of one shape, n_steps + 1 = {expected} "
+                             f"frames each (frame 0 at x_T), of points ({expected}, B, 2) or images ({expected}, B, C, "
+                             f"H, W); got shapes {tuple(x_t.shape)} and {tuple(x0_hat.shape)}")
+        times = None
+        if self.timesteps_fn is not None:
+            times = torch.as_tensor(self.timesteps_fn(n)).detach().cpu().double()
+            if times.shape != (expected,):
+                raise ValueError(f"timesteps must map n_steps = {n} to ({expected},) times, one per frame, x_T's "
+                                 f"first; got shape {tuple(times.shape)}")
+        self.x_t, self.x0_hat, self.timesteps, self._points = x_t, x0_hat, times, points
+        if self._scale is None:
+            self.scale = 1 if points else 3
+
+    def picture_at(self, step: int) -> np.ndarray:
+        """The picture of a step of the current chain: x_t beside x̂_0, (H, W, C) in [0, 1]."""
+        x, x0 = self.x_t[step], self.x0_hat[step]  # (B, 2) or (B, C, H, W)
+        if self._points:
+            left = render_points(x, lim=self.lim, title=r"$x_t$")
+            right = render_points(x0, lim=self.lim, title=r"predicted $\hat{x}_0$")
+        else:
+            left, right = render(x.clamp(0, 1), nrow=self.nrow), render(x0.clamp(0, 1), nrow=self.nrow)
+        return side_by_side([left, right], gap=self.gap)
+
+    def update(self):
+        key = (self.seed_box.value, self.steps_dropdown.value)
+        if key != self._chain_key:  # a new chain only when the seed or the steps changed, not the step
+            self._run_chain()
+            self._chain_key = key
+        step, n = self.step_slider.value, self.steps_dropdown.value
+        time = "" if self.timesteps is None else f" · t = {self.timesteps[step]:g} of {self.timesteps[0]:g}"
+        self.caption.value = f"step {step} of {n}{time} · left: xₜ, right: predicted x̂₀"
+        return self._show_picture(self.picture_at(step))
+
+
+class GuidanceExplorer(_PictureWidget):
+    """Class-conditional samples for a guidance scale and a label (a digit): how guidance trades
+    variety for fidelity to the label. The same seed always gives the same picture.
+
+    sample_fn(label, guidance_scale, generator) -> images (B, C, H, W) / (B, H, W) in [0, 1] (or 2D
+    points (B, 2)): B samples of class ``label`` (an int of ``labels``) at that guidance scale (a float;
+    its meaning, e.g. classifier-free guidance's eps_uncond + w (eps_cond - eps_uncond), is the
+    caller's). It must draw all its randomness from ``generator`` (a ``torch.Generator`` on ``device``)
+    and is called under ``torch.no_grad()``.
+
+    labels: the classes the picker offers; names: what their buttons read (default ``str(label)``);
+    label: the one picked first (default the first). score_fn(images, label) -> str: an optional line
+    shown under the picture (``.score``), e.g. a classifier's "13/16 classified as 3".
+
+    Controls, in this order: the guidance scale (a slider over ``guidance_limits``, first), the label
+    (toggle buttons), the seed (a box and a "new seed" button). Every change samples again.
+    """
+
+    def __init__(self, sample_fn: Callable, labels: Sequence[int] = range(10), guidance_scale: float = 1.0,
+                 guidance_limits=(0.0, 8.0), label: int | None = None, names: Sequence[str] | None = None,
+                 score_fn: Callable | None = None, seed: int = 0, nrow: int = 8, scale: int = 2, device="cpu"):
+        _check_callable("sample_fn", sample_fn)
+        if score_fn is not None:
+            _check_callable("score_fn", score_fn)
+        labels = tuple(labels)
+        if not labels or len(set(labels)) != len(labels) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in labels):
+            raise ValueError(f"labels must be distinct ints, got {labels!r}")
+        label = labels[0] if label is None else label
+        if label not in labels or isinstance(label, bool):
+            raise ValueError(f"label must be one of labels {labels}, got {label!r}")
+        names = [str(c) for c in labels] if names is None else list(names)
+        if len(names) != len(labels) or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"names must be one str per label ({len(labels)}), got {names!r}")
+        low, high = _check_limits("guidance_limits", guidance_limits)
+        if not low <= guidance_scale <= high:
+            raise ValueError(f"guidance_scale must lie in guidance_limits [{low:g}, {high:g}], got {guidance_scale!r}")
+        self.sample_fn, self.score_fn, self.device = sample_fn, score_fn, torch.device(device)
+        self.samples = None  # the last samples, on the CPU
+        self.guidance_slider = w.FloatSlider(value=guidance_scale, min=low, max=high, step=(high - low) / 80,
+                                             description="guidance", readout_format=".2f", continuous_update=False)
+        width = f"{max(2, max(len(name) for name in names)) * 0.6 + 1.2:.1f}em"  # fits the longest name
+        self.label_picker = w.ToggleButtons(options=list(zip(names, labels)), value=label, description="label",
+                                            style={"button_width": width})
+        self.seed_box = _seed_box(seed)
+        self.new_seed_button = w.Button(description="new seed")
+        super().__init__([self.guidance_slider, self.label_picker, w.HBox([self.seed_box, self.new_seed_button])],
+                         scale=scale, nrow=nrow)
+        self.score = w.Label()
+        if score_fn is not None:
+            self.widget.children = (*self.widget.children, self.score)
+        for control in (self.guidance_slider, self.label_picker, self.seed_box):
+            control.observe(self._on_change, names="value")
+        self.new_seed_button.on_click(self.next_seed)
+        self.update()
+
+    def next_seed(self, _button=None) -> None:
+        """Move to the next seed (the button does this); the picture follows."""
+        self.seed_box.value = (self.seed_box.value + 1) % (MAX_SEED + 1)
+
+    def update(self):
+        label, guidance_scale = self.label_picker.value, self.guidance_slider.value
+        generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
+        with torch.no_grad():
+            x = torch.as_tensor(self.sample_fn(label, guidance_scale, generator)).detach()  # (B, C, H, W)
+            if self.score_fn is not None:
+                score = self.score_fn(x, label)
+                if not isinstance(score, str):
+                    raise ValueError(f"score_fn must return a str to show, got {type(score).__name__}")
+                self.score.value = score
+        self.samples = x.cpu()
+        return self._show(self.samples)
 
 
 class Completion(_PictureWidget):

@@ -98,20 +98,44 @@ def top_rows_mask(x, n_rows: int) -> torch.Tensor:
     return mask  # (B, C, H, W)
 
 
-def render_points(x, lim: float = 4.0, size_px: int = 240) -> np.ndarray:
-    """Scatter 2D points (B, 2) on a fixed [-lim, lim]^2 frame as an (H, W, 3) float picture."""
+def render_points(x, lim: float = 4.0, size_px: int = 240, title: str = "") -> np.ndarray:
+    """Scatter 2D points (B, 2) on a fixed [-lim, lim]^2 frame, with an optional title (matplotlib
+    mathtext, e.g. ``r"$x_t$"``), as an (H, W, 3) float picture."""
     x = torch.as_tensor(x).detach().cpu().float()
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"points must be (B, 2), got {tuple(x.shape)}")
     fig = Figure(figsize=(size_px / 80, size_px / 80), dpi=80)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.1, 0.1, 0.85, 0.85))
+    ax = fig.add_axes((0.1, 0.1, 0.85, 0.8 if title else 0.85))  # room above for a title
     ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=3, alpha=0.6, color="C1")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
+
+
+def side_by_side(pictures, gap: int = 6) -> np.ndarray:
+    """Pictures (H_i, W_i, C_i) in [0, 1], C_i in (1, 3), placed left to right with ``gap`` white
+    columns between them, top-aligned (a shorter one is padded with white below). Grey (C = 1)
+    pictures stay grey when all are grey, and become RGB next to an RGB one. Returns (H, W, C)."""
+    pictures = [np.asarray(p, dtype=np.float32) for p in pictures]
+    if not pictures or any(p.ndim != 3 or p.shape[-1] not in (1, 3) for p in pictures):
+        raise ValueError(f"pictures must be a non-empty list of (H, W, C) arrays with C in (1, 3), "
+                         f"got shapes {[p.shape for p in pictures]}")
+    if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
+        raise ValueError(f"gap must be an int >= 0, got {gap!r}")
+    c = max(p.shape[-1] for p in pictures)
+    h = max(p.shape[0] for p in pictures)
+    columns = []
+    for i, p in enumerate(pictures):
+        if i:
+            columns.append(np.ones((h, gap, c), dtype=np.float32))
+        p = np.broadcast_to(p, (*p.shape[:2], c))
+        columns.append(np.concatenate([p, np.ones((h - p.shape[0], p.shape[1], c), dtype=np.float32)]))
+    return np.concatenate(columns, axis=1)  # (H, sum W_i + gaps, C)
 
 
 def grid_points(lim: float = 4.0, n: int = 100) -> torch.Tensor:

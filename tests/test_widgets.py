@@ -10,9 +10,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import (Completion, DensityScrubber, Interpolation, LangevinScrubber, LatentExplorer, LatentWalk,
-                              Sampler, StepScrubber)
-from gmcourse.widgets_core import grid_points, interpolate, lerp, render, render_density, slerp, to_png, top_rows_mask
+from gmcourse.widgets import (Completion, DensityScrubber, GuidanceExplorer, Interpolation, LangevinScrubber,
+                              LatentExplorer, LatentWalk, ReverseProcessScrubber, Sampler, StepScrubber)
+from gmcourse.widgets_core import (grid_points, interpolate, lerp, render, render_density, render_points, side_by_side,
+                                   slerp, to_png, top_rows_mask)
 
 # ---------------------------------------------------------------- path maths, by property
 
@@ -475,6 +476,8 @@ def all_widgets():
             Sampler(gaussian_decoder_sampler(decode), n=4),
             StepScrubber(frames),
             LangevinScrubber(image_chain, n_steps=2),
+            ReverseProcessScrubber(reverse_chain, n_steps=2, step_options=(2, 4)),
+            GuidanceExplorer(guided_sampler, score_fn=lambda images, label: f"label {label}"),
             Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6))]
 
 
@@ -508,3 +511,258 @@ def test_render_density_draws_an_unnormalised_log_density_without_overflow():
     shifted = render_density(log_p + 1000.0, grid[:5], lim=3.0)
     assert np.isfinite(shifted).all()
     assert np.array_equal(picture, shifted)
+
+
+# ---------------------------------------------------------------- diffusion: the reverse process and guidance
+
+def test_side_by_side_places_pictures_left_to_right_with_a_white_gap():
+    grey, rgb = np.zeros((4, 5, 1), np.float32), np.full((6, 3, 3), 0.5, np.float32)
+    pair = side_by_side([grey, grey], gap=2)
+    assert pair.shape == (4, 12, 1)
+    assert (pair[:, 5:7] == 1).all() and (pair[:, :5] == 0).all() and (pair[:, 7:] == 0).all()
+    mixed = side_by_side([grey, rgb], gap=1)  # grey becomes RGB beside RGB; the shorter one padded below in white
+    assert mixed.shape == (6, 9, 3)
+    assert (mixed[:4, :5] == 0).all() and (mixed[4:, :5] == 1).all() and (mixed[:, 6:] == 0.5).all()
+    with pytest.raises(ValueError, match=r"\(H, W, C\) arrays with C in \(1, 3\), got shapes \[\(4, 5\)\]"):
+        side_by_side([grey[..., 0]])
+    with pytest.raises(ValueError, match="gap must be an int >= 0, got -1"):
+        side_by_side([grey], gap=-1)
+
+
+TARGET = torch.linspace(0, 1, 36).reshape(1, 1, 6, 6)  # the fixed image the fake reverse process ends on
+
+
+def reverse_chain(n_steps, generator, b=4):
+    """A stand-in for a diffusion sampler: x_t walks in a straight line from noise x_T ~ N(0, I) (outside
+    [0, 1], so the widget must clamp it) to TARGET; the 'prediction' x0_hat sharpens from grey to TARGET."""
+    noise = torch.randn(b, 1, 6, 6, generator=generator)
+    s = torch.linspace(0, 1, n_steps + 1)[:, None, None, None, None]  # (T+1, 1, 1, 1, 1), 0 at x_T
+    x_t = (1 - s) * noise + s * TARGET
+    x0_hat = (1 - s) * 0.5 + s * TARGET + 0 * noise  # (T+1, b, 1, 6, 6)
+    return x_t, x0_hat
+
+
+def points_reverse_chain(n_steps, generator, b=50):
+    noise = torch.randn(b, 2, generator=generator)
+    s = torch.linspace(0, 1, n_steps + 1)[:, None, None]
+    centre = torch.tensor([2.0, -1.0])
+    return (1 - s) * noise + s * centre, s * centre + 0 * noise  # (T+1, b, 2) each
+
+
+def chain_picture(n_steps, seed, step, nrow=4, gap=6):
+    """What ReverseProcessScrubber must show for reverse_chain: x_t clamped, beside x0_hat."""
+    x_t, x0_hat = reverse_chain(n_steps, torch.Generator().manual_seed(seed))
+    return side_by_side([render(x_t[step].clamp(0, 1), nrow=nrow), render(x0_hat[step].clamp(0, 1), nrow=nrow)],
+                        gap=gap)
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.sampled_from([2, 5, 8]), st.data(), st.integers(0, 1000))
+def test_reverse_process_scrubber_shows_the_chosen_steps_x_t_beside_its_x0_hat(n_steps, data, seed):
+    widget = ReverseProcessScrubber(reverse_chain, n_steps=n_steps, step_options=(2, 5, 8), seed=seed, nrow=2)
+    x_t, x0_hat = reverse_chain(n_steps, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(widget.x_t, x_t)  # frame 0 is x_T, drawn from the seed
+    torch.testing.assert_close(widget.x0_hat, x0_hat)
+    step = data.draw(st.integers(0, n_steps))
+    widget.step_slider.value = step  # what dragging the slider in the browser does
+    left, right = render(x_t[step].clamp(0, 1), nrow=2), render(x0_hat[step].clamp(0, 1), nrow=2)
+    width = left.shape[1]
+    np.testing.assert_array_equal(widget.image[:, :width], left)  # x_t on the left
+    assert (widget.image[:, width:width + 6] == 1).all()  # a white gap
+    np.testing.assert_array_equal(widget.image[:, width + 6:], right)  # x0_hat on the right
+    assert widget.caption.value.startswith(f"step {step} of {n_steps} · left: x")
+
+
+def test_reverse_process_scrubber_reruns_the_chain_only_for_a_new_seed_or_new_steps():
+    calls = []
+
+    def chain_fn(n_steps, generator):
+        calls.append(n_steps)
+        return reverse_chain(n_steps, generator)
+
+    widget = ReverseProcessScrubber(chain_fn, n_steps=10, step_options=(5, 10, 20))
+    assert calls == [10] and widget.step_slider.value == widget.play.value == 0  # opens on x_T
+    assert widget.step_slider.max == widget.play.max == 10 and widget.scale == 3
+    np.testing.assert_array_equal(widget.image, chain_picture(10, seed=0, step=0))
+    start = widget.image.copy()
+    for step in (3, 10, 7):
+        widget.step_slider.value = step
+    assert calls == [10]  # moving the step only picks a frame
+    seven = widget.image.copy()
+    assert changed(seven, start)
+    widget.seed_box.value = 4
+    assert calls == [10, 10] and changed(widget.image, seven)
+    np.testing.assert_array_equal(widget.image, chain_picture(10, seed=4, step=7))
+    widget.seed_box.value = 0
+    np.testing.assert_array_equal(widget.image, seven)  # the same seed and steps, the same picture
+    assert calls == [10, 10, 10]
+    drawn, picture_at = [], widget.picture_at
+
+    def counted_picture_at(step):
+        drawn.append(step)
+        return picture_at(step)
+
+    widget.picture_at = counted_picture_at
+    widget.steps_dropdown.value = 20  # the step keeps its place along the chain: 7 of 10 becomes 14 of 20
+    assert calls[-1] == 20 and len(calls) == 4 and drawn == [14]  # one new chain, drawn once
+    assert widget.step_slider.value == widget.play.value == 14 and widget.step_slider.max == widget.play.max == 20
+    assert widget.x_t.shape == (21, 4, 1, 6, 6) and widget.caption.value.startswith("step 14 of 20")
+    np.testing.assert_array_equal(widget.image, chain_picture(20, seed=0, step=14))
+    widget.step_slider.value = 20
+    widget.steps_dropdown.value = 5  # fewer steps: the end stays the end
+    assert len(calls) == 5 and drawn == [14, 20, 5] and widget.step_slider.value == widget.play.value == widget.step_slider.max == 5
+    np.testing.assert_array_equal(widget.image, chain_picture(5, seed=0, step=5))
+
+
+def test_reverse_process_scrubber_reads_the_diffusion_time_when_given():
+    widget = ReverseProcessScrubber(reverse_chain, n_steps=10, step_options=(10, 20),
+                                    timesteps=lambda n: torch.linspace(1000, 0, n + 1).round())
+    assert widget.caption.value == "step 0 of 10 · t = 1000 of 1000 · left: xₜ, right: predicted x̂₀"
+    widget.step_slider.value = 3
+    assert widget.caption.value.startswith("step 3 of 10 · t = 700 of 1000")
+    widget.steps_dropdown.value = 20
+    assert widget.caption.value.startswith("step 6 of 20 · t = 700 of 1000")
+    torch.testing.assert_close(widget.timesteps, torch.linspace(1000, 0, 21, dtype=torch.float64).round())
+    continuous = ReverseProcessScrubber(reverse_chain, n_steps=10, step_options=(10,), step=3,
+                                        timesteps=lambda n: torch.linspace(1, 0, n + 1))
+    assert continuous.caption.value.startswith("step 3 of 10 · t = 0.7 of 1 ·")
+    plain = ReverseProcessScrubber(reverse_chain, n_steps=10, step_options=(10,), step=3)
+    assert plain.caption.value.startswith("step 3 of 10 · left") and "t =" not in plain.caption.value
+
+
+def test_reverse_process_scrubber_draws_2d_points_as_two_scatter_panels():
+    widget = ReverseProcessScrubber(points_reverse_chain, n_steps=4, step_options=(4,), lim=3.0, step=2)
+    x_t, x0_hat = points_reverse_chain(4, torch.Generator().manual_seed(0))
+    left = render_points(x_t[2], lim=3.0, title=r"$x_t$")
+    right = render_points(x0_hat[2], lim=3.0, title=r"predicted $\hat{x}_0$")
+    np.testing.assert_array_equal(widget.image, side_by_side([left, right], gap=6))
+    assert widget.scale == 1 and widget.image.shape == (240, 2 * 240 + 6, 3)
+    widget.step_slider.value = 4
+    assert changed(widget.image[:, :240], left)
+
+
+@settings(deadline=None, max_examples=15)
+@given(st.integers(-3, 3).filter(lambda d: d != 0))
+def test_reverse_process_scrubber_rejects_the_wrong_number_of_frames(extra):
+    def chain_fn(n_steps, generator):
+        return reverse_chain(n_steps + extra, generator)  # n_steps + 1 + extra frames
+
+    with pytest.raises(ValueError, match=r"n_steps \+ 1 = 6 frames each \(frame 0 at x_T\).* got shapes"):
+        ReverseProcessScrubber(chain_fn, n_steps=5, step_options=(5,))
+
+
+def test_reverse_process_scrubber_rejects_bad_arguments_saying_what_it_expected():
+    def make(chain_fn=reverse_chain, **kwargs):
+        return ReverseProcessScrubber(chain_fn, **{"n_steps": 5, "step_options": (5, 10), **kwargs})
+
+    with pytest.raises(ValueError, match="chain_fn must be a callable, got str"):
+        make("chain")
+    with pytest.raises(ValueError, match="timesteps must be a callable, got list"):
+        make(timesteps=[1, 0])
+    with pytest.raises(ValueError, match=r"n_steps must be one of step_options \(5, 10\), got 7"):
+        make(n_steps=7)
+    with pytest.raises(ValueError, match=r"step_options must be distinct ints >= 1, got \(5, 5\)"):
+        make(step_options=(5, 5))
+    with pytest.raises(ValueError, match=r"step_options must be distinct ints >= 1, got \(0, 5\)"):
+        make(step_options=(0, 5))
+    with pytest.raises(ValueError, match=r"step must be an int in \[0, 5\], got 6"):
+        make(step=6)
+    with pytest.raises(ValueError, match="gap must be an int >= 0"):
+        make(gap=-2)
+    with pytest.raises(ValueError, match="a pair \\(x_t frames, x0_hat frames\\), got a Tensor"):
+        make(lambda n, g: reverse_chain(n, g)[0])
+    with pytest.raises(ValueError, match="got a tuple of length 3"):
+        make(lambda n, g: (*reverse_chain(n, g), torch.zeros(n + 1)))
+    with pytest.raises(ValueError, match=r"of one shape.* got shapes \(6, 4, 1, 6, 6\) and \(6, 4, 6, 6\)"):
+        make(lambda n, g: (reverse_chain(n, g)[0], reverse_chain(n, g)[1][:, :, 0]))
+    with pytest.raises(ValueError, match=r"got shapes \(6, 4\) and \(6, 4\)"):
+        make(lambda n, g: (torch.zeros(n + 1, 4),) * 2)
+    with pytest.raises(ValueError, match=r"timesteps must map n_steps = 5 to \(6,\) times.* got shape \(5,\)"):
+        make(timesteps=lambda n: torch.arange(n))
+    with pytest.raises(ValueError, match=r"images must be \(B, C, H, W\) with C in \(1, 3\)"):
+        make(lambda n, g: (torch.rand(n + 1, 4, 2, 6, 6),) * 2)
+
+
+TEMPLATES = torch.rand(10, 1, 6, 6, generator=torch.Generator().manual_seed(0))  # one fixed image per label
+
+
+def guided_sampler(label, guidance_scale, generator, b=6):
+    """A stand-in for guided sampling: noise pulled towards the label's template, harder for a larger scale."""
+    noise = torch.rand(b, 1, 6, 6, generator=generator)
+    weight = guidance_scale / (1 + guidance_scale)
+    return (1 - weight) * noise + weight * TEMPLATES[label]  # (b, 1, 6, 6) in [0, 1]
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.sampled_from([0.0, 0.5, 2.0, 8.0]), st.integers(0, 9), st.integers(0, 10**6))
+def test_guidance_explorer_samples_for_the_current_scale_label_and_seed(guidance_scale, label, seed):
+    calls = []
+
+    def sample_fn(label, guidance_scale, generator):
+        calls.append((label, guidance_scale))
+        return guided_sampler(label, guidance_scale, generator)
+
+    widget = GuidanceExplorer(sample_fn, guidance_scale=1.0, nrow=3)
+    assert calls == [(0, 1.0)]
+    first = widget.image.copy()
+    np.testing.assert_array_equal(first, render(guided_sampler(0, 1.0, torch.Generator().manual_seed(0)), nrow=3))
+    widget.guidance_slider.value = guidance_scale  # the slider comes first: it is what the browser test moves
+    widget.label_picker.value = label
+    widget.seed_box.value = seed
+    assert calls[-1] == (label, guidance_scale)
+    expected = guided_sampler(label, guidance_scale, torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(widget.samples, expected)
+    np.testing.assert_array_equal(widget.image, render(expected, nrow=3))
+
+
+def test_guidance_explorer_follows_each_control_once_and_shows_a_score():
+    calls = []
+
+    def sample_fn(label, guidance_scale, generator):
+        calls.append((label, guidance_scale))
+        return guided_sampler(label, guidance_scale, generator)
+
+    def score_fn(images, label):  # a stand-in classifier: nearest template
+        nearest = ((images[:, None] - TEMPLATES[None]) ** 2).flatten(2).sum(-1).argmin(1)
+        return f"{int((nearest == label).sum())}/{len(images)} classified as {label}"
+
+    widget = GuidanceExplorer(sample_fn, labels=(1, 3, 7), names=("one", "three", "seven"), label=3,
+                              guidance_limits=(0.0, 4.0), score_fn=score_fn)
+    assert widget.widget.children[0] is widget.guidance_slider and widget.widget.children[-1] is widget.score
+    assert [tuple(option) for option in widget.label_picker.options] == [("one", 1), ("three", 3), ("seven", 7)]
+    assert calls == [(3, 1.0)] and widget.score.value.endswith("classified as 3")
+    pictures = [widget.image.copy()]
+    for control, value in ((widget.guidance_slider, 4.0), (widget.label_picker, 7), (widget.seed_box, 9)):
+        control.value = value
+        pictures.append(widget.image.copy())
+    assert calls == [(3, 1.0), (3, 4.0), (7, 4.0), (7, 4.0)]  # one sample_fn call per change
+    assert all(changed(a, b) for a, b in zip(pictures, pictures[1:]))
+    assert widget.score.value == score_fn(widget.samples, 7)
+    assert widget.score.value.startswith("6/6")  # at scale 4 every sample lies nearest its template
+    widget.next_seed()
+    assert widget.seed_box.value == 10 and len(calls) == 5
+    plain = GuidanceExplorer(guided_sampler)
+    assert widget.score not in plain.widget.children and plain.score.value == ""
+
+
+def test_guidance_explorer_rejects_bad_arguments_saying_what_it_expected():
+    with pytest.raises(ValueError, match="sample_fn must be a callable, got NoneType"):
+        GuidanceExplorer(None)
+    with pytest.raises(ValueError, match="score_fn must be a callable"):
+        GuidanceExplorer(guided_sampler, score_fn="accuracy")
+    with pytest.raises(ValueError, match=r"labels must be distinct ints, got \(1, 1\)"):
+        GuidanceExplorer(guided_sampler, labels=(1, 1))
+    with pytest.raises(ValueError, match=r"labels must be distinct ints, got \('a', 'b'\)"):
+        GuidanceExplorer(guided_sampler, labels=("a", "b"))
+    with pytest.raises(ValueError, match=r"label must be one of labels \(0, 1, 2\), got 5"):
+        GuidanceExplorer(guided_sampler, labels=range(3), label=5)
+    with pytest.raises(ValueError, match=r"names must be one str per label \(3\)"):
+        GuidanceExplorer(guided_sampler, labels=range(3), names=["a", "b"])
+    with pytest.raises(ValueError, match=r"guidance_scale must lie in guidance_limits \[0, 8\], got 9"):
+        GuidanceExplorer(guided_sampler, guidance_scale=9)
+    with pytest.raises(ValueError, match=r"guidance_limits must be \(low, high\) with low < high"):
+        GuidanceExplorer(guided_sampler, guidance_limits=(2.0, 1.0))
+    with pytest.raises(ValueError, match="score_fn must return a str to show, got float"):
+        GuidanceExplorer(guided_sampler, score_fn=lambda images, label: 0.5)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        GuidanceExplorer(lambda label, guidance_scale, generator: 2 * guided_sampler(label, 0.0, generator) - 1)
