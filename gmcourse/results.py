@@ -93,7 +93,15 @@ def load_results(lecture: str, path: str | os.PathLike | None = None) -> dict:
     return record
 
 
-__all__ = ["load_results", "results_path", "results_table", "save_results", "update_readme"]
+def committed_results(lecture: str) -> dict:
+    """The record of ``lecture`` as committed with the course (its full-mode run, in the checkout's
+    lectures/ folder), wherever this run writes its own results: for a lecture that cites another
+    lecture's measured figures."""
+    lectures = _CHECKOUT / "lectures"
+    return load_results(lecture, path=(lectures if lectures.is_dir() else Path.cwd()) / f"{lecture}.results.json")
+
+
+__all__ = ["committed_results", "load_results", "results_path", "results_table", "save_results", "update_readme"]
 
 
 # --- the README's results table, read from the results files ---------------------------------

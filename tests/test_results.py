@@ -34,3 +34,16 @@ def test_missing_results_say_where_they_were_expected(tmp_path, monkeypatch):
     monkeypatch.setenv("GMCOURSE_RESULTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="07_graphs.results.json"):
         results.load_results("07_graphs")
+
+
+def test_committed_results_are_read_from_the_checkout_wherever_this_run_writes(tmp_path, monkeypatch):
+    """A lecture citing another lecture's figures reads the committed full-mode run, not the
+    (smoke-mode, or absent) results of the current run."""
+    monkeypatch.setenv("GMCOURSE_RESULTS", str(tmp_path))
+    results.save_results("05_ebm", {"toy_cd_kl_8_gaussians": 99.0}, seconds=1.0)  # this run's own file
+    committed = json.loads((results._CHECKOUT / "lectures" / "05_ebm.results.json").read_text())
+    assert results.committed_results("05_ebm") == committed
+    assert results.committed_results("05_ebm")["figures"]["toy_cd_kl_8_gaussians"] != 99.0
+    assert results.load_results("05_ebm")["figures"]["toy_cd_kl_8_gaussians"] == 99.0
+    with pytest.raises(FileNotFoundError, match="09_none.results.json"):
+        results.committed_results("09_none")
