@@ -49,6 +49,8 @@ LITE = [
     "pexpect", "ptyprocess", "debugpy", "psutil", "nbformat", "fastjsonschema", "jsonschema",
     "jsonschema-specifications", "referencing", "rpds-py", "attrs", "pygments", "wcwidth", "parso",
     "six", "typing-extensions", "entrypoints",
+    # lecture 06 runs its network through diffusers' schedulers: Colab's diffusers and its hub client
+    "diffusers", "huggingface-hub", "safetensors", "hf-xet",
 ]
 # exact only: the rest of what torch, the notebook runner and `%pip install -e` need, at Colab's versions
 EXACT_EXTRA = ["torch", "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "sympy", "setuptools",

@@ -125,6 +125,11 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
                ("auroc_EBM_energy_mnist_in", "digit EBM's energy, AUROC against Fashion-MNIST", ""),
                ("auroc_EBM_energy_fashion_in", "Fashion-MNIST EBM's energy, AUROC against MNIST", ""),
                ("sample_fd_buffer", "digit EBM, Fréchet distance of its buffer chains to the test digits", "")],
+    "06_diffusion": [("sample_fd", "class-conditional U-Net, guided DDIM samples, Fréchet distance to the test digits", ""),
+                     ("sample_requested_share", "guided DDIM samples read as the requested digit", ""),
+                     ("test_bpd_bound", "the same U-Net, bound on 8-bit test digits", "bits/dim"),
+                     ("toy_support_share_ddpm", "2D, DDPM samples within 3 std of a mode of 8 gaussians", ""),
+                     ("toy_ode_kl_8_gaussians", "2D, probability-flow ODE, KL to 8 gaussians (exact likelihood)", "nats")],
 }
 TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
 
