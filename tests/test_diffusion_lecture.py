@@ -1,14 +1,15 @@
 """The committed lecture 06 (score-based and diffusion models) is executed top to bottom in full mode,
 its printed tables are those of its results file, and its figures meet the issue's targets where they
 do (the ones that do not are strict xfails that name the figure). Reads the committed outputs; runs
-nothing heavy (the pieces themselves: tests/test_diffusion.py)."""
+nothing heavy (the pieces themselves: tests/test_diffusion.py).
+That it is executed top to bottom, small and prose first: tests/test_lectures_committed.py."""
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from lecture_helpers import assert_executed_top_to_bottom, assert_prose_first, committed_figures, outputs_text
+from lecture_helpers import committed_figures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "06_diffusion.ipynb"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
@@ -22,18 +23,6 @@ def nb():
 @pytest.fixture(scope="module")
 def figures():
     return committed_figures(LECTURE)
-
-
-def test_executed_top_to_bottom_without_errors(nb):
-    assert_executed_top_to_bottom(nb)
-
-
-def test_small_enough_to_commit():
-    assert LECTURE.stat().st_size < 4 * 2**20
-
-
-def test_prose_first(nb):
-    assert_prose_first(nb)
 
 
 def test_printed_speed_table_is_the_results_file(nb, figures):

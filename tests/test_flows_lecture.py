@@ -1,6 +1,7 @@
-"""The committed lecture 04 (normalizing flows) is executed top to bottom in full mode, and its
+"""The committed lecture 04 (normalizing flows): and its
 figures are those of its results file; the continuous flow's code is checked against a closed form.
-Reads the committed outputs; runs nothing heavy (the layers themselves: tests/test_flows.py)."""
+Reads the committed outputs; runs nothing heavy (the layers themselves: tests/test_flows.py).
+That it is executed top to bottom, small and prose first: tests/test_lectures_committed.py."""
 import math
 import re
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lecture_helpers import (assert_executed_top_to_bottom, assert_prose_first, committed_figures, lecture_definitions,
+from lecture_helpers import (committed_figures, lecture_definitions,
                              outputs_text)
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "04_flows.ipynb"
@@ -24,18 +25,6 @@ def nb():
 @pytest.fixture(scope="module")
 def figures():
     return committed_figures(LECTURE)
-
-
-def test_executed_top_to_bottom_without_errors(nb):
-    assert_executed_top_to_bottom(nb)
-
-
-def test_small_enough_to_commit():
-    assert LECTURE.stat().st_size < 4 * 2**20
-
-
-def test_prose_first(nb):
-    assert_prose_first(nb)
 
 
 def test_printed_kl_table_is_the_results_file(nb, figures):
