@@ -1,5 +1,4 @@
-"""The committed lecture 06 (score-based and diffusion models) is executed top to bottom in full mode,
-its printed tables are those of its results file, and its figures meet the issue's targets where they
+"""The committed lecture 06 (score-based and diffusion models): its printed tables are those of its results file, and its figures meet the issue's targets where they
 do (the ones that do not are strict xfails that name the figure). Reads the committed outputs; runs
 nothing heavy (the pieces themselves: tests/test_diffusion.py).
 That it is executed top to bottom, small and prose first: tests/test_lectures_committed.py."""

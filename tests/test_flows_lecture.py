@@ -1,5 +1,4 @@
-"""The committed lecture 04 (normalizing flows): and its
-figures are those of its results file; the continuous flow's code is checked against a closed form.
+"""The committed lecture 04 (normalizing flows): its figures are those of its results file; the continuous flow's code is checked against a closed form.
 Reads the committed outputs; runs nothing heavy (the layers themselves: tests/test_flows.py).
 That it is executed top to bottom, small and prose first: tests/test_lectures_committed.py."""
 import math
