@@ -55,6 +55,16 @@ def _check_limits(name: str, limits) -> tuple[float, float]:
     return float(limits[0]), float(limits[1])
 
 
+def _check_distinct_ints(name: str, values, minimum: int | None = None) -> tuple[int, ...]:
+    """``values`` as a tuple of distinct ints (not bools), each >= ``minimum`` when one is given."""
+    values = tuple(values)
+    if not values or len(set(values)) != len(values) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum) for v in values):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be distinct ints{bound}, got {values!r}")
+    return values
+
+
 def _picture_batch(picture: np.ndarray) -> torch.Tensor:
     """An (H, W, 3) picture drawn by matplotlib as a batch of one image (1, 3, H, W) to show."""
     return torch.from_numpy(picture).permute(2, 0, 1)[None]
@@ -471,10 +481,7 @@ class ReverseProcessScrubber(StepScrubber):
         _check_callable("chain_fn", chain_fn)
         if timesteps is not None:
             _check_callable("timesteps", timesteps)
-        options = tuple(step_options)
-        if not options or len(set(options)) != len(options) or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in options):
-            raise ValueError(f"step_options must be distinct ints >= 1, got {options!r}")
+        options = _check_distinct_ints("step_options", step_options, minimum=1)
         if n_steps not in options or isinstance(n_steps, bool):
             raise ValueError(f"n_steps must be one of step_options {options}, got {n_steps!r}")
         if scale is not None:
@@ -584,10 +591,7 @@ class GuidanceExplorer(_PictureWidget):
         _check_callable("sample_fn", sample_fn)
         if score_fn is not None:
             _check_callable("score_fn", score_fn)
-        labels = tuple(labels)
-        if not labels or len(set(labels)) != len(labels) or not all(
-                isinstance(c, int) and not isinstance(c, bool) for c in labels):
-            raise ValueError(f"labels must be distinct ints, got {labels!r}")
+        labels = _check_distinct_ints("labels", labels)
         label = labels[0] if label is None else label
         if label not in labels or isinstance(label, bool):
             raise ValueError(f"label must be one of labels {labels}, got {label!r}")
