@@ -25,6 +25,23 @@ def committed_figures(lecture) -> dict:
     return record["figures"]
 
 
+def lecture_fixtures(lecture):
+    """The two module-scoped fixtures a lecture's test file reads: ``nb`` (the committed notebook) and
+    ``figures`` (its committed results, via :func:`committed_figures`). Use: ``nb, figures = lecture_fixtures(LECTURE)``."""
+    import nbformat
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def nb():
+        return nbformat.read(lecture, as_version=4)
+
+    @pytest.fixture(scope="module")
+    def figures():
+        return committed_figures(lecture)
+
+    return nb, figures
+
+
 def assert_executed_top_to_bottom(nb) -> None:
     """Execution counts 1, 2, 3, ... over the code cells, and no error output."""
     counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]

@@ -5,23 +5,15 @@ That it is executed top to bottom, small and prose first: tests/test_lectures_co
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from lecture_helpers import committed_figures, outputs_text
+from lecture_helpers import lecture_fixtures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "06_diffusion.ipynb"
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
 
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(LECTURE, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return committed_figures(LECTURE)
+nb, figures = lecture_fixtures(LECTURE)
 
 
 def test_printed_speed_table_is_the_results_file(nb, figures):

@@ -6,10 +6,9 @@ That it is executed top to bottom, small and prose first: tests/test_lectures_co
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from lecture_helpers import committed_figures, outputs_text
+from lecture_helpers import lecture_fixtures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "05_ebm.ipynb"
 DETECTORS = {"EBM energy": "EBM_energy", "EBM flatness": "EBM_flatness", "Glow bits/dim": "Glow_bits_per_dim",
@@ -20,14 +19,7 @@ CORRECTED = {"Glow bits/dim - L": "Glow_bits_per_dim_minus_L", "z(energy) - z(L)
 TRIVIAL = ("share_of_pixels_above_01", "mean_brightness")
 
 
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(LECTURE, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return committed_figures(LECTURE)
+nb, figures = lecture_fixtures(LECTURE)
 
 
 def test_printed_2d_table_is_the_results_file(nb, figures):

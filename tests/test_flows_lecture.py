@@ -5,25 +5,16 @@ import math
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from lecture_helpers import (committed_figures, lecture_definitions,
-                             outputs_text)
+from lecture_helpers import lecture_definitions, lecture_fixtures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "04_flows.ipynb"
 DATA_SETS = ("8_gaussians", "checkerboard", "rings")
 FLOWS = ("nice", "realnvp", "glow", "maf", "nsf")
 
 
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(LECTURE, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return committed_figures(LECTURE)
+nb, figures = lecture_fixtures(LECTURE)
 
 
 def test_printed_kl_table_is_the_results_file(nb, figures):

@@ -6,25 +6,17 @@ import math
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 from gmcourse.models import check_interface
-from lecture_helpers import assert_executed_top_to_bottom, committed_figures, lecture_definitions, outputs_text
+from lecture_helpers import assert_executed_top_to_bottom, lecture_definitions, lecture_fixtures, outputs_text
 
 LECTURE = Path(__file__).resolve().parents[1] / "lectures" / "03_gan.ipynb"
 
 
-@pytest.fixture(scope="module")
-def nb():
-    return nbformat.read(LECTURE, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def figures():
-    return committed_figures(LECTURE)
+nb, figures = lecture_fixtures(LECTURE)
 
 
 def test_executed_top_to_bottom_in_full_mode_without_errors(nb):
