@@ -6,6 +6,8 @@ Shapes: loaders return ``x`` (N, C, H, W) uint8 and ``y`` (N,) int64.
 - :mod:`.formats`: IDX and CIFAR-10 python-pickle readers
 - :mod:`.images`: ``load_mnist``, ``load_fashion_mnist``, ``load_cifar10``
 - :mod:`.transforms`: ``to_unit``, binarisation, dequantisation, [-1, 1] scaling
+- :mod:`.graphs` (imported on its own, ``from gmcourse.data.graphs import ...``): the small graph
+  data sets of lecture 07, made with ``networkx``, and adjacency tensors
 """
 from gmcourse.data.download import CACHE_DIR, DATA_DIR, DownloadError, Resource, download
 from gmcourse.data.formats import read_cifar10, read_idx, write_idx
