@@ -15,7 +15,8 @@ widget is shown through IPython's public display protocol, so every widget works
 widget tests and the lectures' widget cells against Colab's versions.
 
 Model outputs are images (B, C, H, W) or (B, H, W) in [0, 1], tiled with
-``gmcourse.plot.make_grid``, or 2D points (B, 2), drawn as a scatter.
+``gmcourse.plot.make_grid``, 2D points (B, 2), drawn as a scatter, or networkx graphs (one, or a
+list drawn side by side; ``GraphSampler`` also shows their statistics).
 
 Shapes: B batch, Z latent dim, T steps, C H W image.
 """
@@ -29,12 +30,13 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from gmcourse.widgets_core import (MODES, grid_points, interpolate, lerp, render, render_density, render_points,
-                                   side_by_side, slerp, to_png, top_rows_mask)
+from gmcourse.widgets_core import (GRAPH_STATISTICS, MODES, as_graphs, graph_summary, grid_points, interpolate, lerp,
+                                   render, render_density, render_graphs, render_points, side_by_side, slerp, to_png,
+                                   top_rows_mask)
 
 __all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber",
-           "LangevinScrubber", "ReverseProcessScrubber", "GuidanceExplorer", "Completion", "lerp", "slerp",
-           "interpolate", "top_rows_mask"]
+           "LangevinScrubber", "ReverseProcessScrubber", "GuidanceExplorer", "Completion", "GraphSampler", "lerp",
+           "slerp", "interpolate", "top_rows_mask", "graph_summary"]
 
 MAX_SEED = 2**31 - 1
 
@@ -93,7 +95,8 @@ class _PictureWidget:
         self.update()
 
     def _show(self, x, nrow: int | None = None):
-        return self._show_picture(render(torch.as_tensor(x).detach().cpu(), nrow=nrow or self.nrow))
+        """Show a model output (images, 2D points or graphs) as :func:`render` draws it."""
+        return self._show_picture(render(x, nrow=nrow or self.nrow))
 
     def _show_picture(self, picture: np.ndarray):
         """Show an (H, W, C) picture in [0, 1] as it is: the one place ``.image`` and ``.view`` change."""
@@ -106,6 +109,22 @@ class _PictureWidget:
         # last expression; display(box) then works on ipywidgets 8 (_repr_mimebundle_) and on
         # ipywidgets 7 (_ipython_display_, what Colab's runtime has)
         display(self.widget)
+
+
+class _SeededWidget(_PictureWidget):
+    """A picture widget whose samples come from a seed: a seed box (``.seed_box``) and a "new seed"
+    button (``.new_seed_button``, which calls :meth:`next_seed`)."""
+
+    def _seed_controls(self, seed: int) -> w.HBox:
+        """Make the seed box and the button (the widget observes the box itself); their row."""
+        self.seed_box = _seed_box(seed)
+        self.new_seed_button = w.Button(description="new seed")
+        self.new_seed_button.on_click(self.next_seed)
+        return w.HBox([self.seed_box, self.new_seed_button])
+
+    def next_seed(self, _button=None) -> None:
+        """Move to the next seed (the button does this); the picture follows."""
+        self.seed_box.value = (self.seed_box.value + 1) % (MAX_SEED + 1)
 
 
 class LatentExplorer(_PictureWidget):
@@ -234,7 +253,7 @@ class LatentWalk(Interpolation):
         self.update()
 
 
-class Sampler(_PictureWidget):
+class Sampler(_SeededWidget):
     """Fresh samples for a temperature and a seed; the same seed always gives the same picture.
 
     sample_fn(n, temperature, generator) -> images (n, C, H, W) in [0, 1] or points (n, 2);
@@ -253,18 +272,10 @@ class Sampler(_PictureWidget):
         self.sample_fn, self.n, self.device = sample_fn, n, torch.device(device)
         self.temperature_slider = w.FloatSlider(value=temperature, min=low, max=high, step=0.05,
                                                 description="temperature", continuous_update=False)
-        self.seed_box = _seed_box(seed)
-        self.new_seed_button = w.Button(description="new seed")
-        super().__init__([self.temperature_slider, w.HBox([self.seed_box, self.new_seed_button])],
-                         scale=scale, nrow=nrow)
+        super().__init__([self.temperature_slider, self._seed_controls(seed)], scale=scale, nrow=nrow)
         self.temperature_slider.observe(self._on_change, names="value")
         self.seed_box.observe(self._on_change, names="value")
-        self.new_seed_button.on_click(self.next_seed)
         self.update()
-
-    def next_seed(self, _button=None) -> None:
-        """Move to the next seed (the button does this); the picture follows."""
-        self.seed_box.value = (self.seed_box.value + 1) % (MAX_SEED + 1)
 
     def update(self):
         generator = torch.Generator(device=self.device).manual_seed(self.seed_box.value)
@@ -567,7 +578,7 @@ class ReverseProcessScrubber(StepScrubber):
         return self._show_picture(self.picture_at(step))
 
 
-class GuidanceExplorer(_PictureWidget):
+class GuidanceExplorer(_SeededWidget):
     """Class-conditional samples for a guidance scale and a label (a digit): how guidance trades
     variety for fidelity to the label. The same seed always gives the same picture.
 
@@ -608,21 +619,13 @@ class GuidanceExplorer(_PictureWidget):
         width = f"{max(2, max(len(name) for name in names)) * 0.6 + 1.2:.1f}em"  # fits the longest name
         self.label_picker = w.ToggleButtons(options=list(zip(names, labels)), value=label, description="label",
                                             style={"button_width": width})
-        self.seed_box = _seed_box(seed)
-        self.new_seed_button = w.Button(description="new seed")
-        super().__init__([self.guidance_slider, self.label_picker, w.HBox([self.seed_box, self.new_seed_button])],
-                         scale=scale, nrow=nrow)
+        super().__init__([self.guidance_slider, self.label_picker, self._seed_controls(seed)], scale=scale, nrow=nrow)
         self.score = w.Label()
         if score_fn is not None:
             self.widget.children = (*self.widget.children, self.score)
         for control in (self.guidance_slider, self.label_picker, self.seed_box):
             control.observe(self._on_change, names="value")
-        self.new_seed_button.on_click(self.next_seed)
         self.update()
-
-    def next_seed(self, _button=None) -> None:
-        """Move to the next seed (the button does this); the picture follows."""
-        self.seed_box.value = (self.seed_box.value + 1) % (MAX_SEED + 1)
 
     def update(self):
         label, guidance_scale = self.label_picker.value, self.guidance_slider.value
@@ -678,3 +681,79 @@ class Completion(_PictureWidget):
         x = self.x.to(x_hat.device, x_hat.dtype)
         shown = x * mask.to(x_hat.device) + 0.5 * (1 - mask.to(x_hat.device))
         return self._show(torch.cat([shown, x_hat, x]))  # (3B, C, H, W)
+
+
+def _summary_html(summaries: list[dict], names: list[str]) -> str:
+    """An HTML table of graph_summary dicts: a row per graph (named by ``names``), a column per
+    statistic, and a "mean" row below when there are several graphs."""
+    def cell(value, tag="td") -> str:
+        text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        return f'<{tag} style="padding: 0 0.6em; text-align: right">{text}</{tag}>'
+
+    rows = [(name, [summary[key] for key in GRAPH_STATISTICS]) for name, summary in zip(names, summaries)]
+    if len(summaries) > 1:
+        rows.append(("mean", [float(np.mean([summary[key] for summary in summaries])) for key in GRAPH_STATISTICS]))
+    header = "".join(cell(key.replace("_", " "), "th") for key in GRAPH_STATISTICS)
+    body = "".join(f"<tr><th style='text-align: left'>{name}</th>{''.join(cell(v) for v in values)}</tr>"
+                   for name, values in rows)
+    return f"<table><tr><th></th>{header}</tr>{body}</table>"
+
+
+class GraphSampler(_SeededWidget):
+    """Graphs sampled from a choice of models, with their statistics: how a graph model's samples
+    look, and how their sizes, degrees, clustering and connectivity compare across models and seeds.
+    The same model and seed always give the same picture.
+
+    sample_fn(model_name, seed) -> a ``networkx.Graph`` (undirected, simple), or a non-empty list of
+    them, drawn ``ncol`` to a row and numbered; ``model_name`` is one of ``models`` (strs, e.g.
+    ``("GraphRNN", "Erdős–Rényi")``), ``seed`` an int that must decide all its randomness. It is
+    called under ``torch.no_grad()``. model: the one picked first (default the first).
+
+    The picture: each graph drawn by :func:`gmcourse.widgets_core.render_graph` (spring layout from
+    ``layout_seed``, ``size_px`` square); below it ``.stats``, a table of
+    :func:`gmcourse.widgets_core.graph_summary` per graph (nodes, edges, mean degree, average
+    clustering, connected components, diameter of the largest component), with their mean for a
+    list. ``.graphs`` and ``.summaries`` hold the last graphs and their statistics.
+
+    Controls, in this order: the model (a dropdown, ``.model_picker``), the seed (a box and a "new
+    seed" button). Every change samples again.
+    """
+
+    def __init__(self, sample_fn: Callable, models: Sequence[str], model: str | None = None, seed: int = 0,
+                 ncol: int = 4, size_px: int = 200, layout_seed: int = 0, scale: int = 1):
+        _check_callable("sample_fn", sample_fn)
+        models = (models,) if isinstance(models, str) else tuple(models)
+        if not models or len(set(models)) != len(models) or not all(isinstance(m, str) and m for m in models):
+            raise ValueError(f"models must be distinct non-empty strs (the model names), got {models!r}")
+        model = models[0] if model is None else model
+        if model not in models:
+            raise ValueError(f"model must be one of models {models}, got {model!r}")
+        if not isinstance(ncol, int) or isinstance(ncol, bool) or ncol < 1:
+            raise ValueError(f"ncol must be an int >= 1, got {ncol!r}")
+        if not isinstance(size_px, int) or isinstance(size_px, bool) or size_px < 32:
+            raise ValueError(f"size_px must be an int >= 32, got {size_px!r}")
+        if not isinstance(layout_seed, int) or isinstance(layout_seed, bool):
+            raise ValueError(f"layout_seed must be an int, got {layout_seed!r}")
+        self.sample_fn, self.size_px, self.layout_seed = sample_fn, size_px, layout_seed
+        self.graphs, self.summaries = None, None  # the last sample and its statistics
+        self.model_picker = w.Dropdown(options=list(models), value=model, description="model")
+        super().__init__([self.model_picker, self._seed_controls(seed)], scale=scale, nrow=ncol)
+        self.stats = w.HTML()
+        self.widget.children = (*self.widget.children, self.stats)
+        for control in (self.model_picker, self.seed_box):
+            control.observe(self._on_change, names="value")
+        self.update()
+
+    def update(self):
+        with torch.no_grad():
+            out = self.sample_fn(self.model_picker.value, self.seed_box.value)
+        graphs = as_graphs(out)
+        if graphs is None:
+            got = f"an empty {type(out).__name__}" if isinstance(out, (list, tuple)) else type(out).__name__
+            raise ValueError(f"sample_fn must return a networkx graph or a non-empty list of them, got {got}")
+        names = ["graph"] if len(graphs) == 1 else [f"graph {i + 1}" for i in range(len(graphs))]
+        self.graphs, self.summaries = graphs, [graph_summary(g) for g in graphs]
+        self.stats.value = _summary_html(self.summaries, names)
+        picture = render_graphs(graphs, ncol=self.nrow, titles=None if len(graphs) == 1 else names,
+                                size_px=self.size_px, layout_seed=self.layout_seed)
+        return self._show_picture(picture)

@@ -1,7 +1,7 @@
 """The pure part of the widgets: latent paths, completion masks, and pictures as PNG bytes.
 
 Nothing here imports ipywidgets, so every function is tested directly, and a lecture may use
-``lerp`` / ``slerp`` without a widget.
+``lerp`` / ``slerp``, ``render_graph`` or ``graph_summary`` without a widget.
 
 Shapes: B batch, Z latent dim, T points on a path, C H W image (C in 1, 3).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import networkx as nx
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,6 +19,7 @@ from PIL import Image
 from gmcourse.plot import make_grid
 
 MODES = ("linear", "spherical")
+GRAPH_STATISTICS = ("nodes", "edges", "mean_degree", "clustering", "components", "diameter")
 
 
 def _latents(z0, z1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,15 +174,102 @@ def render_density(log_p, points=None, lim: float = 4.0, title: str = "", size_p
     return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
 
 
+def _check_graph(graph, name: str = "graph") -> nx.Graph:
+    if not isinstance(graph, nx.Graph):
+        raise ValueError(f"{name} must be a networkx graph (networkx.Graph), got {type(graph).__name__}")
+    if graph.is_directed() or graph.is_multigraph():
+        raise ValueError(f"{name} must be an undirected simple graph (networkx.Graph), got {type(graph).__name__}")
+    return graph
+
+
+def as_graphs(x) -> list[nx.Graph] | None:
+    """``x`` as a list of graphs when it is a networkx graph or a non-empty list / tuple of them; None
+    when it is something else (a tensor, an empty list). A list mixing graphs with other things raises."""
+    if isinstance(x, nx.Graph):
+        return [_check_graph(x)]
+    if isinstance(x, (list, tuple)) and x and any(isinstance(g, nx.Graph) for g in x):
+        return [_check_graph(g, f"graphs[{i}]") for i, g in enumerate(x)]
+    return None
+
+
+def graph_summary(graph) -> dict:
+    """Statistics of an undirected graph, each a plain Python int or float, computed with networkx:
+    ``nodes``, ``edges``, ``mean_degree`` (2 edges / nodes), ``clustering`` (the average clustering
+    coefficient, ``nx.average_clustering``, 0 for nodes of degree < 2), ``components`` (connected
+    components) and ``diameter`` (the longest shortest path inside the largest component; of equally
+    large ones, the largest diameter, so that the node order does not matter). A graph without nodes
+    has every statistic 0."""
+    graph = _check_graph(graph)
+    n, m = graph.number_of_nodes(), graph.number_of_edges()
+    if n == 0:
+        return {"nodes": 0, "edges": 0, "mean_degree": 0.0, "clustering": 0.0, "components": 0, "diameter": 0}
+    components = list(nx.connected_components(graph))
+    largest = max(len(c) for c in components)
+    diameter = max(nx.diameter(graph.subgraph(c)) for c in components if len(c) == largest)
+    return {"nodes": int(n), "edges": int(m), "mean_degree": 2 * m / n,
+            "clustering": float(nx.average_clustering(graph)), "components": len(components),
+            "diameter": int(diameter)}
+
+
+def render_graph(graph, title: str = "", size_px: int = 240, layout_seed: int = 0) -> np.ndarray:
+    """Draw an undirected networkx graph, nodes and edges, on a square ``size_px`` picture with an
+    optional title, as an (H, W, 3) float picture in [0, 1]. The layout is networkx's spring layout
+    from ``layout_seed``, so the same graph (with its nodes in the same order) is always drawn the
+    same way; the layout fills [-1, 1]^2 and the frame is fixed around it."""
+    graph = _check_graph(graph)
+    if not isinstance(size_px, int) or isinstance(size_px, bool) or size_px < 32:
+        raise ValueError(f"size_px must be an int >= 32, got {size_px!r}")
+    pos = nx.spring_layout(graph, seed=layout_seed)  # {node: (2,) in [-1, 1]}
+    fig = Figure(figsize=(size_px / 80, size_px / 80), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.86 if title else 0.96))  # room above for a title
+    nx.draw_networkx_edges(graph, pos, ax=ax, width=1.0, edge_color="0.55")
+    nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=(size_px / 40) ** 2, node_color="C0",
+                           edgecolors="white", linewidths=0.5)
+    ax.set_xlim(-1.12, 1.12)
+    ax.set_ylim(-1.12, 1.12)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float32) / 255  # (H, W, 3)
+
+
+def render_graphs(graphs, ncol: int = 4, titles=None, size_px: int = 200, layout_seed: int = 0,
+                  gap: int = 6) -> np.ndarray:
+    """Several graphs, each drawn by :func:`render_graph` (``titles``: one str per graph, or None),
+    tiled ``ncol`` to a row, ``gap`` white pixels apart; a short last row is padded with white on the
+    right. One graph, or a list of one, gives :func:`render_graph`'s picture. Returns (H, W, 3)."""
+    graphs = as_graphs(graphs)
+    if graphs is None:
+        raise ValueError("graphs must be a networkx graph or a non-empty list of networkx graphs")
+    if not isinstance(ncol, int) or isinstance(ncol, bool) or ncol < 1:
+        raise ValueError(f"ncol must be an int >= 1, got {ncol!r}")
+    titles = [""] * len(graphs) if titles is None else list(titles)
+    if len(titles) != len(graphs) or not all(isinstance(t, str) for t in titles):
+        raise ValueError(f"titles must be one str per graph ({len(graphs)}), got {titles!r}")
+    pictures = [render_graph(g, title=t, size_px=size_px, layout_seed=layout_seed) for g, t in zip(graphs, titles)]
+    rows = [side_by_side(pictures[i:i + ncol], gap=gap) for i in range(0, len(pictures), ncol)]
+    # the rows one above the other: side_by_side of the transposed rows, top-aligned there, is
+    # left-aligned here
+    return side_by_side([r.transpose(1, 0, 2) for r in rows], gap=gap).transpose(1, 0, 2)  # (H, W, 3)
+
+
 def render(x, nrow: int = 8, lim: float = 4.0) -> np.ndarray:
     """What a widget shows for a model output: images (B, C, H, W) or (B, H, W) in [0, 1] tiled by
-    :func:`gmcourse.plot.make_grid`, or 2D points (B, 2) as a scatter. Returns (H, W, C) in [0, 1]."""
+    :func:`gmcourse.plot.make_grid`, 2D points (B, 2) as a scatter, or a networkx graph or a list of
+    graphs, drawn by :func:`render_graphs` (``nrow`` of them to a row). Returns (H, W, C) in [0, 1]."""
+    graphs = as_graphs(x)
+    if graphs is not None:
+        return render_graphs(graphs, ncol=nrow)
     x = torch.as_tensor(x)
     if x.ndim == 2:
         return render_points(x, lim=lim)
     if x.ndim in (3, 4):
         return make_grid(x, nrow=nrow)
-    raise ValueError(f"expected images (B, C, H, W) / (B, H, W) or points (B, 2), got shape {tuple(x.shape)}")
+    raise ValueError(f"expected images (B, C, H, W) / (B, H, W), points (B, 2) or networkx graphs, "
+                     f"got shape {tuple(x.shape)}")
 
 
 def to_png(image, scale: int = 1) -> bytes:

@@ -54,11 +54,13 @@ def test_the_lite_environment_has_colabs_versions_and_the_locks_torch(lite_pytho
 
 def test_widget_and_fashion_mnist_download_tests_pass_on_colabs_versions(lite_python):
     proc = subprocess.run([lite_python, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
-                           "tests/test_widgets.py", "tests/test_data_download.py", "-k", "test_widgets or fashion"],
+                           "tests/test_widgets.py", "tests/test_widgets_graph.py", "tests/test_data_download.py",
+                           "-k", "test_widgets or fashion"],
                           cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, GMCOURSE_SMOKE="1"))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     passed = [line.split(" ")[0] for line in proc.stdout.splitlines() if " PASSED" in line]
     assert any("test_widgets.py::test_every_widget_shows_its_box" in t for t in passed), proc.stdout[-2000:]
+    assert any("test_widgets_graph.py::test_graph_sampler_follows" in t for t in passed), proc.stdout[-2000:]
     assert any("test_data_download.py::test_fashion_mnist_downloads" in t for t in passed), proc.stdout[-2000:]
     assert "SKIPPED" not in proc.stdout
 

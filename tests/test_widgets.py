@@ -3,6 +3,7 @@ driven the way a notebook user drives it (set a control's value, the picture mus
 import io
 import math
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import (Completion, DensityScrubber, GuidanceExplorer, Interpolation, LangevinScrubber,
-                              LatentExplorer, LatentWalk, ReverseProcessScrubber, Sampler, StepScrubber)
+from gmcourse.widgets import (Completion, DensityScrubber, GraphSampler, GuidanceExplorer, Interpolation,
+                              LangevinScrubber, LatentExplorer, LatentWalk, ReverseProcessScrubber, Sampler,
+                              StepScrubber)
 from gmcourse.widgets_core import (grid_points, interpolate, lerp, render, render_density, render_points, side_by_side,
                                    slerp, to_png, top_rows_mask)
 
@@ -478,7 +480,8 @@ def all_widgets():
             LangevinScrubber(image_chain, n_steps=2),
             ReverseProcessScrubber(reverse_chain, n_steps=2, step_options=(2, 4)),
             GuidanceExplorer(guided_sampler, score_fn=lambda images, label: f"label {label}"),
-            Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6))]
+            Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6)),
+            GraphSampler(lambda model, seed: nx.gnp_random_graph(8, 0.4, seed=seed), models=["gnp"])]
 
 
 def widget_views(outputs) -> list[str]:
