@@ -75,7 +75,7 @@ def grid_graph(rng: np.random.Generator, sizes=(3, 5)) -> nx.Graph:
 def lobster_graph(rng: np.random.Generator, nodes=(10, 20), p1: float = 0.7, p2: float = 0.7) -> nx.Graph:
     """One random lobster with a number of nodes in ``nodes`` (inclusive), nodes in a random order."""
     while True:
-        graph = nx.random_lobster(6, p1, p2, seed=int(rng.integers(2**31)))
+        graph = nx.random_lobster_graph(6, p1, p2, seed=int(rng.integers(2**31)))
         if nodes[0] <= graph.number_of_nodes() <= nodes[1]:
             return _canonical(_relabel(nx.convert_node_labels_to_integers(graph), rng))
 
