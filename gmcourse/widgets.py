@@ -16,7 +16,8 @@ widget tests and the lectures' widget cells against Colab's versions.
 
 Model outputs are images (B, C, H, W) or (B, H, W) in [0, 1], tiled with
 ``gmcourse.plot.make_grid``, 2D points (B, 2), drawn as a scatter, or networkx graphs (one, or a
-list drawn side by side; ``GraphSampler`` also shows their statistics).
+list drawn side by side; ``GraphSampler`` also shows their statistics). ``FamilyPicker`` shows the
+samples of a model picked from a list, so a lecture can compare model families side by side.
 
 Shapes: B batch, Z latent dim, T steps, C H W image.
 """
@@ -35,8 +36,8 @@ from gmcourse.widgets_core import (GRAPH_STATISTICS, MODES, as_graphs, graph_sum
                                    top_rows_mask)
 
 __all__ = ["LatentExplorer", "Interpolation", "LatentWalk", "Sampler", "StepScrubber", "DensityScrubber",
-           "LangevinScrubber", "ReverseProcessScrubber", "GuidanceExplorer", "Completion", "GraphSampler", "lerp",
-           "slerp", "interpolate", "top_rows_mask", "graph_summary"]
+           "LangevinScrubber", "ReverseProcessScrubber", "GuidanceExplorer", "Completion", "FamilyPicker",
+           "GraphSampler", "lerp", "slerp", "interpolate", "top_rows_mask", "graph_summary"]
 
 MAX_SEED = 2**31 - 1
 
@@ -65,6 +66,24 @@ def _check_distinct_ints(name: str, values, minimum: int | None = None) -> tuple
         bound = "" if minimum is None else f" >= {minimum}"
         raise ValueError(f"{name} must be distinct ints{bound}, got {values!r}")
     return values
+
+
+def _check_models(models, model) -> tuple[tuple[str, ...], str]:
+    """``models`` (a str, or distinct non-empty strs) as a tuple, and ``model`` (default the first) in it."""
+    models = (models,) if isinstance(models, str) else tuple(models)
+    if not models or len(set(models)) != len(models) or not all(isinstance(m, str) and m for m in models):
+        raise ValueError(f"models must be distinct non-empty strs (the model names), got {models!r}")
+    model = models[0] if model is None else model
+    if model not in models:
+        raise ValueError(f"model must be one of models {models}, got {model!r}")
+    return models, model
+
+
+def _check_device(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch.device or its name (e.g. 'cpu', 'cuda'), got {device!r}") from None
 
 
 def _picture_batch(picture: np.ndarray) -> torch.Tensor:
@@ -699,7 +718,58 @@ def _summary_html(summaries: list[dict], names: list[str]) -> str:
     return f"<table><tr><th></th>{header}</tr>{body}</table>"
 
 
-class GraphSampler(_SeededWidget):
+class FamilyPicker(_SeededWidget):
+    """Pick a model (a family: a VAE, a GAN, a flow, a diffusion model, ...) and a seed, see its
+    samples: how the families compare on one data set. The same model and seed always give the
+    same picture.
+
+    sample_fn(model_name, seed) -> images (n, C, H, W) / (n, H, W) in [0, 1], 2D points (n, 2), or a
+    networkx graph or a list of them (what :func:`gmcourse.widgets_core.render` draws), e.g. n
+    digits of the named model; ``model_name`` is one of ``models`` (strs, or one str), ``seed`` an int
+    that must decide all its randomness (e.g. through ``torch.Generator(device).manual_seed(seed)``).
+    It is called under ``torch.no_grad()``; its output is kept on the CPU as ``.samples``.
+    model: the one picked first (default the first). nrow: images to a row. device: the device the
+    caller's models run on, kept as ``.device`` for sample_fn's use (the widget itself samples
+    nothing).
+
+    Controls, in this order: the model (a dropdown, ``.model_picker``), the seed (a box and a "new
+    seed" button). Every change samples again.
+    """
+
+    def __init__(self, sample_fn: Callable, models: Sequence[str], model: str | None = None, seed: int = 0,
+                 nrow: int = 8, scale: int = 2, device="cpu"):
+        _check_callable("sample_fn", sample_fn)
+        models, model = _check_models(models, model)
+        self.sample_fn, self.device = sample_fn, _check_device(device)
+        self.samples = None  # the last samples, on the CPU
+        self.model_picker = w.Dropdown(options=list(models), value=model, description="model")
+        super().__init__([self.model_picker, self._seed_controls(seed)], scale=scale, nrow=nrow)
+        self.widget.children = (*self.widget.children, *self._panels())
+        for control in (self.model_picker, self.seed_box):
+            control.observe(self._on_change, names="value")
+        self.update()
+
+    def _panels(self) -> list:
+        """Widgets shown below the picture (none here)."""
+        return []
+
+    def _sample(self):
+        """sample_fn's output for the picked model and seed."""
+        with torch.no_grad():
+            return self.sample_fn(self.model_picker.value, self.seed_box.value)
+
+    def update(self):
+        out = self._sample()
+        if as_graphs(out) is None:
+            if not isinstance(out, (torch.Tensor, np.ndarray)):
+                raise ValueError(f"sample_fn must return images (n, C, H, W) in [0, 1], points (n, 2) or networkx "
+                                 f"graphs, got {type(out).__name__}")
+            out = torch.as_tensor(out).detach().cpu()
+        self.samples = out
+        return self._show(out)
+
+
+class GraphSampler(FamilyPicker):
     """Graphs sampled from a choice of models, with their statistics: how a graph model's samples
     look, and how their sizes, degrees, clustering and connectivity compare across models and seeds.
     The same model and seed always give the same picture.
@@ -716,43 +786,35 @@ class GraphSampler(_SeededWidget):
     list. ``.graphs`` and ``.summaries`` hold the last graphs and their statistics.
 
     Controls, in this order: the model (a dropdown, ``.model_picker``), the seed (a box and a "new
-    seed" button). Every change samples again.
+    seed" button). Every change samples again. It is a :class:`FamilyPicker` with graphs' pictures
+    and the statistics panel.
     """
 
     def __init__(self, sample_fn: Callable, models: Sequence[str], model: str | None = None, seed: int = 0,
                  ncol: int = 4, size_px: int = 200, layout_seed: int = 0, scale: int = 1):
-        _check_callable("sample_fn", sample_fn)
-        models = (models,) if isinstance(models, str) else tuple(models)
-        if not models or len(set(models)) != len(models) or not all(isinstance(m, str) and m for m in models):
-            raise ValueError(f"models must be distinct non-empty strs (the model names), got {models!r}")
-        model = models[0] if model is None else model
-        if model not in models:
-            raise ValueError(f"model must be one of models {models}, got {model!r}")
         if not isinstance(ncol, int) or isinstance(ncol, bool) or ncol < 1:
             raise ValueError(f"ncol must be an int >= 1, got {ncol!r}")
         if not isinstance(size_px, int) or isinstance(size_px, bool) or size_px < 32:
             raise ValueError(f"size_px must be an int >= 32, got {size_px!r}")
         if not isinstance(layout_seed, int) or isinstance(layout_seed, bool):
             raise ValueError(f"layout_seed must be an int, got {layout_seed!r}")
-        self.sample_fn, self.size_px, self.layout_seed = sample_fn, size_px, layout_seed
+        self.size_px, self.layout_seed = size_px, layout_seed
         self.graphs, self.summaries = None, None  # the last sample and its statistics
-        self.model_picker = w.Dropdown(options=list(models), value=model, description="model")
-        super().__init__([self.model_picker, self._seed_controls(seed)], scale=scale, nrow=ncol)
         self.stats = w.HTML()
-        self.widget.children = (*self.widget.children, self.stats)
-        for control in (self.model_picker, self.seed_box):
-            control.observe(self._on_change, names="value")
-        self.update()
+        super().__init__(sample_fn, models, model=model, seed=seed, nrow=ncol, scale=scale)
+
+    def _panels(self) -> list:
+        return [self.stats]
 
     def update(self):
-        with torch.no_grad():
-            out = self.sample_fn(self.model_picker.value, self.seed_box.value)
+        out = self._sample()
         graphs = as_graphs(out)
         if graphs is None:
             got = f"an empty {type(out).__name__}" if isinstance(out, (list, tuple)) else type(out).__name__
             raise ValueError(f"sample_fn must return a networkx graph or a non-empty list of them, got {got}")
         names = ["graph"] if len(graphs) == 1 else [f"graph {i + 1}" for i in range(len(graphs))]
-        self.graphs, self.summaries = graphs, [graph_summary(g) for g in graphs]
+        self.samples = self.graphs = graphs
+        self.summaries = [graph_summary(g) for g in graphs]
         self.stats.value = _summary_html(self.summaries, names)
         picture = render_graphs(graphs, ncol=self.nrow, titles=None if len(graphs) == 1 else names,
                                 size_px=self.size_px, layout_seed=self.layout_seed)

@@ -61,6 +61,7 @@ def test_widget_and_fashion_mnist_download_tests_pass_on_colabs_versions(lite_py
     passed = [line.split(" ")[0] for line in proc.stdout.splitlines() if " PASSED" in line]
     assert any("test_widgets.py::test_every_widget_shows_its_box" in t for t in passed), proc.stdout[-2000:]
     assert any("test_widgets_graph.py::test_graph_sampler_follows" in t for t in passed), proc.stdout[-2000:]
+    assert any("test_widgets.py::test_family_picker_follows" in t for t in passed), proc.stdout[-2000:]
     assert any("test_data_download.py::test_fashion_mnist_downloads" in t for t in passed), proc.stdout[-2000:]
     assert "SKIPPED" not in proc.stdout
 

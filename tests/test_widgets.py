@@ -11,9 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gmcourse.widgets import (Completion, DensityScrubber, GraphSampler, GuidanceExplorer, Interpolation,
-                              LangevinScrubber, LatentExplorer, LatentWalk, ReverseProcessScrubber, Sampler,
-                              StepScrubber)
+from gmcourse.widgets import (Completion, DensityScrubber, FamilyPicker, GraphSampler, GuidanceExplorer,
+                              Interpolation, LangevinScrubber, LatentExplorer, LatentWalk, ReverseProcessScrubber,
+                              Sampler, StepScrubber)
 from gmcourse.widgets_core import (grid_points, interpolate, lerp, render, render_density, render_points, side_by_side,
                                    slerp, to_png, top_rows_mask)
 
@@ -280,6 +280,97 @@ def test_sampler_checks_the_sample_count():
         Sampler(lambda n, temperature, generator: torch.rand(4, 1, 8, 8, generator=generator), n=5)
 
 
+def model_families(calls: list | None = None, n: int = 6):
+    """sample_fn(model, seed) for three stand-in families: "light" and "dark" 8x8 images in [0.5, 1] and
+    [0, 0.5], and "points" in 2D, all drawn from the seed; it records its calls and whether grad was on."""
+    def sample_fn(model, seed):
+        if calls is not None:
+            calls.append((model, seed, torch.is_grad_enabled()))
+        generator = torch.Generator().manual_seed(seed)
+        if model == "points":
+            return torch.randn(n, 2, generator=generator)
+        x = torch.rand(n, 1, 8, 8, generator=generator)
+        return 0.5 + x / 2 if model == "light" else x / 2
+    return sample_fn
+
+
+def test_family_picker_follows_its_model_and_seed_one_sample_per_change():
+    calls = []
+    sample_fn = model_families()
+    picker = FamilyPicker(model_families(calls), models=("light", "dark", "points"), seed=3, nrow=3)
+    assert calls == [("light", 3, False)]  # sampled once, under torch.no_grad()
+    np.testing.assert_array_equal(picker.image, render(sample_fn("light", 3), nrow=3))
+    assert picker.image.shape == (2 * 9 + 1, 3 * 9 + 1, 1)
+    torch.testing.assert_close(picker.samples, sample_fn("light", 3))
+    assert picker.widget.children[0] is picker.model_picker and picker.widget.children[-1] is picker.view
+    assert list(picker.widget.children[1].children) == [picker.seed_box, picker.new_seed_button]
+    pictures, pngs = [picker.image.copy()], [bytes(picker.view.value)]
+    for control, value in ((picker.model_picker, "dark"), (picker.seed_box, 4), (picker.model_picker, "light")):
+        control.value = value  # what picking a model / typing a seed in the browser does
+        pictures.append(picker.image.copy())
+        pngs.append(bytes(picker.view.value))
+    assert [c[:2] for c in calls] == [("light", 3), ("dark", 3), ("dark", 4), ("light", 4)]
+    assert all(not np.array_equal(a, b) for a, b in zip(pictures, pictures[1:]))
+    assert all(a != b for a, b in zip(pngs, pngs[1:]))
+    np.testing.assert_array_equal(picker.image, render(sample_fn("light", 4), nrow=3))
+    picker.new_seed_button.click()  # the "new seed" button
+    assert picker.seed_box.value == 5 and calls[-1] == ("light", 5, False)
+    picker.seed_box.value = 3  # the same model and seed: the same picture
+    np.testing.assert_array_equal(picker.image, pictures[0])
+    assert bytes(picker.view.value) == pngs[0]
+    np.testing.assert_array_equal(picker.update(), pictures[0])
+    assert not any(grad for _, _, grad in calls)
+    picker.model_picker.value = "points"  # a family of 2D points is drawn as a scatter
+    np.testing.assert_array_equal(picker.image, render(sample_fn("points", 3)))
+
+
+def test_family_picker_draws_numpy_images_and_graphs_and_keeps_the_samples_on_the_cpu():
+    picker = FamilyPicker(lambda model, seed: np.full((2, 4, 4), 0.25 * seed), models="flat", seed=2, scale=3,
+                          device=torch.device("cpu"))
+    assert picker.device == torch.device("cpu") and list(picker.model_picker.options) == ["flat"]
+    assert isinstance(picker.samples, torch.Tensor) and picker.samples.device.type == "cpu"
+    np.testing.assert_array_equal(picker.image, render(np.full((2, 4, 4), 0.5)))
+    picker.new_seed_button.click()
+    assert float(picker.image[1, 1, 0]) == 0.75
+    graphs = FamilyPicker(lambda model, seed: [nx.path_graph(seed + 2), nx.cycle_graph(seed + 3)], models=["paths"],
+                          nrow=2, scale=1)
+    np.testing.assert_array_equal(graphs.image, render([nx.path_graph(2), nx.cycle_graph(3)], nrow=2))
+    assert isinstance(GraphSampler(lambda model, seed: nx.path_graph(3), models="p"), FamilyPicker)
+
+
+BAD_FAMILY_ARGUMENTS = [
+    (dict(sample_fn=None), "sample_fn must be a callable, got NoneType"),
+    (dict(models=[]), r"models must be distinct non-empty strs .* got \(\)"),
+    (dict(models=["dark", "dark"]), r"models must be distinct non-empty strs .* got \('dark', 'dark'\)"),
+    (dict(models=["light", ""]), r"models must be distinct non-empty strs .* got \('light', ''\)"),
+    (dict(models=["light", "dark"], model="vae"), r"model must be one of models \('light', 'dark'\), got 'vae'"),
+    (dict(seed=1.5), r"seed must be an int in \[0, 2147483647\], got 1.5"),
+    (dict(nrow=0), "nrow must be an int >= 1, got 0"),
+    (dict(scale=0), "scale must be an int >= 1, got 0"),
+    (dict(device="gpu"), r"device must be a torch.device or its name .* got 'gpu'"),
+]
+
+
+def test_family_picker_rejects_bad_arguments_and_bad_samples_saying_what_it_expected():
+    for changed, message in BAD_FAMILY_ARGUMENTS:
+        with pytest.raises(ValueError, match=message):
+            FamilyPicker(**{"sample_fn": model_families(), "models": ["light"], **changed})
+    bad_samples = [(None, "sample_fn must return images .* or networkx graphs, got NoneType"),
+                   ([], "sample_fn must return images .* or networkx graphs, got list"),
+                   (torch.zeros(5), r"got shape \(5,\)"),
+                   (torch.zeros(4, 2, 8, 8), r"images must be \(B, C, H, W\) with C in \(1, 3\)"),
+                   (torch.zeros(4, 3), r"points must be \(B, 2\), got \(4, 3\)"),
+                   (2 * torch.ones(4, 1, 8, 8), r"float images must lie in \[0, 1\]"),
+                   ([nx.path_graph(3), 1], r"graphs\[1\] must be a networkx graph")]
+    for out, message in bad_samples:
+        with pytest.raises(ValueError, match=message):
+            FamilyPicker(lambda model, seed: out, models=["broken"])
+    picker = FamilyPicker(lambda model, seed: torch.rand(2, 1, 4, 4) if model == "ok" else None,
+                          models=["ok", "broken"])
+    with pytest.raises(ValueError, match="got NoneType"):
+        picker.model_picker.value = "broken"  # a bad sample raises where the model is picked
+
+
 def test_step_scrubber_over_frames_and_over_a_function():
     frames = torch.linspace(0, 1, 5)[:, None, None, None, None].expand(5, 2, 1, 4, 4)  # (T, B, C, H, W)
     scrubber = StepScrubber(frames)
@@ -481,7 +572,8 @@ def all_widgets():
             ReverseProcessScrubber(reverse_chain, n_steps=2, step_options=(2, 4)),
             GuidanceExplorer(guided_sampler, score_fn=lambda images, label: f"label {label}"),
             Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6)),
-            GraphSampler(lambda model, seed: nx.gnp_random_graph(8, 0.4, seed=seed), models=["gnp"])]
+            GraphSampler(lambda model, seed: nx.gnp_random_graph(8, 0.4, seed=seed), models=["gnp"]),
+            FamilyPicker(model_families(), models=["light", "points"])]
 
 
 def widget_views(outputs) -> list[str]:
