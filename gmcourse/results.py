@@ -137,6 +137,11 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
                   ("mmd_clustering_graph_vae", "GraphVAE (one-shot), clustering MMD² to the test graphs", ""),
                   ("nll_bound_graph_rnn_k64", "GraphRNN, bound on the test graphs' NLL (64 BFS orders)", "nats"),
                   ("nll_erdos_renyi", "Erdős–Rényi baseline, exact test NLL", "nats")],
+    "08_comparison": [("gan_fd_mean", "all families, 20 s of training each: GAN, Fréchet distance (mean of 3 seeds)", ""),
+                      ("autoregressive_fd_mean", "the same budget: MADE, Fréchet distance (mean of 3 seeds)", ""),
+                      ("autoregressive_bits_per_dim", "the same budget: MADE, binarised test digits (exact)", "bits/dim"),
+                      ("diffusion_probe_accuracy", "the same budget: diffusion U-Net features, linear probe (100 labels a class)", ""),
+                      ("probe_accuracy_pixels", "raw pixels, the same linear probe", "")],
 }
 TABLE_BEGIN, TABLE_END = "<!-- results table: begin -->", "<!-- results table: end -->"
 
@@ -159,14 +164,54 @@ def results_table(folder: str | os.PathLike = _CHECKOUT / "lectures") -> str:
     return "\n".join(lines)
 
 
+# lecture 08's comparison table: (label, key prefix in its figures, what its likelihood is)
+COMPARISON_FAMILIES = (("autoregressive", "autoregressive", "binarised, exact"), ("VAE", "vae", "binarised, bound"),
+                       ("GAN", "gan", "none"), ("flow", "flow", "8-bit, exact (dequantised)"),
+                       ("EBM", "ebm", "unnormalised"), ("diffusion", "diffusion", "8-bit, bound"))
+COMPARISON_BEGIN, COMPARISON_END = "<!-- comparison table: begin -->", "<!-- comparison table: end -->"
+
+
+def comparison_table(figures: Mapping[str, float] | None = None) -> str:
+    """Lecture 00's comparison table with lecture 08's measured numbers (its figures, or the committed
+    ones by default): one row per family, means over the seeds with the spread after the ±."""
+    if figures is None:
+        figures = load_results("08_comparison", _CHECKOUT / "lectures" / "08_comparison.results.json")["figures"]
+    f = figures
+    rows = ["| family | training stability | likelihood | sampling speed | compression | representation |",
+            "|---|---|---|---|---|---|"]
+    for label, key, kind in COMPARISON_FAMILIES:
+        stability = (f"FD {f[key + '_fd_mean']:.0f} ± {f[key + '_fd_spread']:.1f}; "
+                     f"{f[key + '_failed_runs']:.0f} of {f['n_seeds']:.0f} runs failed")
+        if key + "_bits_per_dim" in f:
+            likelihood = f"{f[key + '_bits_per_dim']:.3f} ± {f[key + '_bits_spread']:.3f} bits/dim ({kind})"
+            lzma_key = "lzma_bits_binarised" if kind.startswith("binarised") else "lzma_bits_8bit"
+            compression = f"{f[key + '_bits_per_image']:,.0f} bits/image (lzma {f[lzma_key]:,.0f})"
+        else:
+            likelihood, compression = kind, "no"
+        sampling = f"{f[key + '_samples_per_second']:,.0f} samples/s; {f[key + '_evaluations']:.0f} network evaluations per sample"
+        representation = f"probe {f[key + '_probe_accuracy']:.3f} ± {f[key + '_probe_spread']:.3f} (pixels {f['probe_accuracy_pixels']:.3f})"
+        rows.append(f"| {label} | {stability} | {likelihood} | {sampling} | {compression} | {representation} |")
+    return "\n".join(rows)
+
+
+def _replace_between(text: str, begin: str, end: str, table: str, where: Path) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"{where}: expected the markers {begin!r} and {end!r}")
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+
+
 def update_readme(readme: str | os.PathLike = _CHECKOUT / "README.md") -> bool:
-    """Rewrite the table between the markers of the README; returns whether it changed."""
+    """Rewrite the tables between the README's markers (the headline figures; lecture 08's comparison
+    table where its markers are); returns whether it changed."""
     path = Path(readme)
     text = path.read_text()
     if TABLE_BEGIN not in text or TABLE_END not in text:
         raise ValueError(f"{path}: expected the markers {TABLE_BEGIN!r} and {TABLE_END!r}")
     head, rest = text.split(TABLE_BEGIN, 1)
     new = head + results_table() + rest.split(TABLE_END, 1)[1]
+    if COMPARISON_BEGIN in new:
+        new = _replace_between(new, COMPARISON_BEGIN, COMPARISON_END, comparison_table(), path)
     path.write_text(new)
     return new != text
 
