@@ -186,8 +186,10 @@ def test_non_strict_output_mask_leaks(solution):
         h = torch.relu(nn.functional.linear(x, self.hidden.weight * mask_hidden, self.hidden.bias))
         return nn.functional.linear(h, self.out.weight * mask_out, self.out.bias)
     result = failed(autoregressive, {"MADEEnsemble": subclass(solution, logits=logits)}, "q3")
+    # the autoregressive check must catch the leak; whether the leak also moves the total over all 2^D
+    # images past the normalisation check's tolerance depends on the weights, so that is not asserted
+    # (a CI run at c14b0bd had a leak that left the total within it)
     assert "each connectivity is autoregressive in its ordering (from your logits)" in result
-    assert "the ensemble sums to one over all 2^D images" in result
 
 
 def test_mean_of_log_probs_is_not_the_ensemble(solution):

@@ -104,7 +104,9 @@ def test_spline_coupling(seed, d, parity, n_bins):
     check_layer(layer, x)
     steep = randomise(layer, g, 1.0).double()
     with torch.no_grad():
-        assert (steep.inverse(steep(x.double())[0]) - x.double()).abs().max() < 1e-8
+        # the inverse solves a quadratic per point; where a steep spline is nearly flat its root loses up to
+        # sqrt(float64 eps) ~ 1.5e-8 of relative precision (a CI run found 1.04e-8 at seed 667), so 1e-6
+        assert (steep.inverse(steep(x.double())[0]) - x.double()).abs().max() < 1e-6
 
 
 @SETTINGS
