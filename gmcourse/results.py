@@ -194,11 +194,13 @@ def comparison_table(figures: Mapping[str, float] | None = None) -> str:
     return "\n".join(rows)
 
 
-def _replace_between(text: str, begin: str, end: str, table: str, where: Path) -> str:
+def _replace_block(text: str, begin: str, end: str, block: str, where: Path) -> str:
+    """text with everything from the marker ``begin`` through ``end`` replaced by ``block`` (which
+    carries both markers)."""
     if begin not in text or end not in text:
         raise ValueError(f"{where}: expected the markers {begin!r} and {end!r}")
     head, rest = text.split(begin, 1)
-    return head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    return head + block + rest.split(end, 1)[1]
 
 
 def update_readme(readme: str | os.PathLike = _CHECKOUT / "README.md") -> bool:
@@ -206,12 +208,10 @@ def update_readme(readme: str | os.PathLike = _CHECKOUT / "README.md") -> bool:
     table where its markers are); returns whether it changed."""
     path = Path(readme)
     text = path.read_text()
-    if TABLE_BEGIN not in text or TABLE_END not in text:
-        raise ValueError(f"{path}: expected the markers {TABLE_BEGIN!r} and {TABLE_END!r}")
-    head, rest = text.split(TABLE_BEGIN, 1)
-    new = head + results_table() + rest.split(TABLE_END, 1)[1]
+    new = _replace_block(text, TABLE_BEGIN, TABLE_END, results_table(), path)
     if COMPARISON_BEGIN in new:
-        new = _replace_between(new, COMPARISON_BEGIN, COMPARISON_END, comparison_table(), path)
+        new = _replace_block(new, COMPARISON_BEGIN, COMPARISON_END,
+                             f"{COMPARISON_BEGIN}\n{comparison_table()}\n{COMPARISON_END}", path)
     path.write_text(new)
     return new != text
 

@@ -13,6 +13,10 @@ from torch import nn
 
 from gmcourse.gaussian import normal_kl, reparameterize
 
+def automorphism_count(graph: nx.Graph) -> int:
+    """|Aut(G)|, the node permutations that keep every edge, from networkx's VF2 matcher."""
+    return sum(1 for _ in GraphMatcher(graph, graph).isomorphisms_iter())
+
 def node_count(adjacency: torch.Tensor) -> int:
     """The number of nodes n of a padded adjacency matrix (N, N): 1 + the last node with an edge."""
     has_edge = adjacency.bool().any(dim=1).nonzero()
@@ -98,9 +102,8 @@ class ErdosRenyi:
         for a in x:
             n = node_count(a)
             graph = nx.from_numpy_array(a[:n, :n].cpu().numpy())
-            automorphisms = sum(1 for _ in GraphMatcher(graph, graph).isomorphisms_iter())
             m, pairs = graph.number_of_edges(), n * (n - 1) / 2
-            out.append(math.log(self.n_probs[n]) + math.lgamma(n + 1) - math.log(automorphisms)
+            out.append(math.log(self.n_probs[n]) + math.lgamma(n + 1) - math.log(automorphism_count(graph))
                        + m * math.log(self.p) + (pairs - m) * math.log1p(-self.p))  # eq. (1)
         return torch.tensor(out, dtype=torch.float64)  # (B,)
 
