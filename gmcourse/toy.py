@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
+from gmcourse.gaussian import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _check_n(n) -> int:

@@ -17,9 +17,9 @@ from gmcourse.grading import Checker
 from gmcourse.grading.evaluate import run_checks
 
 from exercise_helpers import ROOT, failed, hidden_checks
+from gmcourse.gaussian import LOG_2PI
 
 QUESTIONS = ["q1", "q2", "q3", "q4"]
-LOG_2PI = math.log(2 * math.pi)
 
 
 def answer_cells(question_ids):

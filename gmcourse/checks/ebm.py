@@ -24,8 +24,8 @@ import torch
 
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import Check, CheckFailed, Question, as_array, student_function
+from gmcourse.gaussian import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
 F64 = torch.float64
 
 

@@ -17,8 +17,8 @@ import torch
 
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import CheckFailed, Check, Question, as_array, as_tensor, student_function
+from gmcourse.gaussian import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
 # q4's outcome: held-out NLL of EM on the two rings, for every one of the probe's seeds. The
 # reference's spread over 10 seeds (measured by tests/test_intro_checks.py, which fails if the
 # margin shrinks below 0.02 nats) and the origin of this number: instructor/hidden/00_intro.py.

@@ -22,8 +22,8 @@ import torch
 from gmcourse.checks._held_out import held_out_digits
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import Check, CheckFailed, Question, as_array, as_tensor, student_function
+from gmcourse.gaussian import LOG_2PI
 
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _generator(inputs, key: str = "seed") -> torch.Generator:
