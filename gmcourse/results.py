@@ -110,7 +110,11 @@ HEADLINES = {  # lecture -> (figure, what it is, unit): the numbers the README q
     "00_intro": [("mixture8_test_nll", "mixture of 8 Gaussians, test NLL on 8 gaussians", "nats"),
                  ("eight_gaussians_entropy", "entropy of 8 gaussians (the floor)", "nats")],
     "01_autoregressive": [("made_test_nll_nats", "MADE, test NLL", "nats"),
-                          ("gated_pixelcnn_test_nll_nats", "gated PixelCNN, test NLL", "nats")],
+                          ("gated_pixelcnn_test_nll_nats", "dilated gated PixelCNN, test NLL", "nats"),
+                          ("transformer_test_nll_nats", "causal transformer over rows, test NLL", "nats"),
+                          ("gated_pixelcnn_digits_share", "dilated gated PixelCNN, share of samples the classifier "
+                           "recognises", ""),
+                          ("test_digits_share", "binarised test digits, share the classifier recognises", "")],
     "02_vae": [("conv_vae_test_nll_bound_k1", "conv VAE, test -ELBO", "nats"),
                ("conv_vae_test_nll_bound_k100", "conv VAE, test -IWAE (k = 100)", "nats")],
     "03_gan": [("dcgan_test_fd", "DCGAN, Fréchet distance to the test digits (real digits: 3.8)", ""),

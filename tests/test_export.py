@@ -88,7 +88,7 @@ def autoregressive_models(h=8, w=8):
     return {"FVSBN": ar.Autoregressive(ar.FVSBN(d=h * w), shape),
             "NADE": ar.Autoregressive(ar.NADE(d=h * w, n_hidden=8), shape),
             "MADE": ar.Autoregressive(ar.MADEModel(d=h * w, hidden=(32,)), shape),
-            "Gated PixelCNN": ar.Autoregressive(ar.GatedPixelCNN(channels=4, n_layers=1), shape),
+            "Gated PixelCNN": ar.Autoregressive(ar.GatedPixelCNN(channels=4, dilations=(2,)), shape),
             "Row GRU": ar.Autoregressive(ar.RowGRU(width=w, n_hidden=8), shape)}
 
 

@@ -1,7 +1,6 @@
 """What every committed lecture in lectures/ must be, checked for all of them at once: executed top to
 bottom without an error, small enough to commit, and prose first (LECTURE.md: at least one character
-of markdown per character of code). Lectures 01 and 03 are below the prose ratio: strict xfails that name
-issue 11, which asks for their revision."""
+of markdown per character of code)."""
 from pathlib import Path
 
 import nbformat
@@ -10,7 +9,6 @@ import pytest
 from lecture_helpers import assert_executed_top_to_bottom, assert_prose_first
 
 LECTURES = sorted((Path(__file__).resolve().parents[1] / "lectures").glob("[0-9][0-9]_*.ipynb"))
-BELOW_PROSE_RATIO = {"01_autoregressive"}  # issue 11
 
 
 def test_there_are_lectures():
@@ -27,8 +25,6 @@ def test_small_enough_to_commit(lecture):
     assert lecture.stat().st_size < 4 * 2**20
 
 
-@pytest.mark.parametrize("lecture", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="below the prose ratio; issue 11 asks for its revision"))
-    if p.stem in BELOW_PROSE_RATIO else p for p in LECTURES], ids=lambda p: p.stem)
+@pytest.mark.parametrize("lecture", LECTURES, ids=lambda p: p.stem)
 def test_prose_first(lecture):
     assert_prose_first(nbformat.read(lecture, as_version=4))

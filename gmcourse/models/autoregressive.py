@@ -74,12 +74,12 @@ def gate(u):
     return torch.tanh(u_f) * torch.sigmoid(u_g)
 
 class GatedLayer(nn.Module):
-    """One gated PixelCNN layer: (v, h) -> (v, h), both (B, C, H, W)."""
+    """One gated PixelCNN layer: (v, h) -> (v, h), both (B, C, H, W); taps `dilation` pixels apart (section 2.6)."""
 
-    def __init__(self, channels, k=3):
+    def __init__(self, channels, k=3, dilation=1):
         super().__init__()
-        self.v_conv = MaskedConv2d(channels, 2 * channels, mask=vertical_mask(k, first=False))
-        self.h_conv = MaskedConv2d(channels, 2 * channels, mask=horizontal_mask(k, first=False))
+        self.v_conv = MaskedConv2d(channels, 2 * channels, mask=vertical_mask(k, first=False), dilation=dilation)
+        self.h_conv = MaskedConv2d(channels, 2 * channels, mask=horizontal_mask(k, first=False), dilation=dilation)
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
 
@@ -89,15 +89,16 @@ class GatedLayer(nn.Module):
         return gate(v_pre), h + self.h_out(gate(h_pre))  # eq. (6)
 
 class GatedPixelCNN(nn.Module):
-    """Gated PixelCNN for binary images: strict first layer (k=7), n_layers gated layers, 1x1 head."""
+    """Gated PixelCNN for binary images: strict first layer (k=7), one gated layer per entry of
+    `dilations` (1: the plain layer of eq. (6); 2, 4, ...: dilated, section 2.6), a 1x1 head."""
 
     crop_rows = True
 
-    def __init__(self, channels=32, n_layers=5, in_channels=1, out_channels=1, k=3, k_first=7):
+    def __init__(self, channels=32, dilations=(1, 1, 1, 1, 1), in_channels=1, out_channels=1, k=3, k_first=7):
         super().__init__()
         self.v_first = MaskedConv2d(in_channels, channels, mask=vertical_mask(k_first, first=True))
         self.h_first = MaskedConv2d(in_channels, channels, mask=horizontal_mask(k_first, first=True))
-        self.layers = nn.ModuleList(GatedLayer(channels, k) for _ in range(n_layers))
+        self.layers = nn.ModuleList(GatedLayer(channels, k, dilation) for dilation in dilations)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, out_channels, 1))
 
     def logits(self, x):
@@ -108,7 +109,7 @@ class GatedPixelCNN(nn.Module):
         return self.head(h)  # (B, 1, H, W)
 
 class RowGRU(nn.Module):
-    """GRU over rows with a within-row FVSBN, eq. (7)."""
+    """GRU over rows with a within-row FVSBN, eq. (8)."""
 
     crop_rows = True  # row i only needs rows 1..i
 
@@ -121,8 +122,60 @@ class RowGRU(nn.Module):
     def logits(self, x):
         rows = x[:, 0]                                            # (B, H, W)
         previous = nn.functional.pad(rows, (0, 0, 1, 0))[:, :-1]  # (B, H, W): row i holds row i-1, row 1 holds zeros
-        s, _ = self.gru(previous)                                 # (B, H, n_hidden): s_i, eq. (7)
-        return (self.state_to_logits(s) + self.within_row(rows))[:, None]  # eq. (7), (B, 1, H, W)
+        s, _ = self.gru(previous)                                 # (B, H, n_hidden): s_i, eq. (8)
+        return (self.state_to_logits(s) + self.within_row(rows))[:, None]  # eq. (8), (B, 1, H, W)
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where token t sees tokens <= t, eq. (9): (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, width, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(width, 3 * width)   # W_Q, W_K, W_V of every head at once
+        self.out = nn.Linear(width, width)
+
+    def forward(self, s):
+        B, T, C = s.shape
+        q, k, v = self.qkv(s).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, heads, T, d_h)
+        scores = q @ k.transpose(-2, -1) / (C // self.n_heads) ** 0.5                               # (B, heads, T, T)
+        later = torch.ones(T, T, dtype=torch.bool, device=s.device).triu(1)                         # t' > t
+        alpha = scores.masked_fill(later, float("-inf")).softmax(dim=-1)                            # eq. (9)
+        return self.out((alpha @ v).transpose(1, 2).reshape(B, T, C))                               # eq. (9), heads side by side
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: s + attention(norm(s)), then + MLP(norm(s)); (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, width, n_heads):
+        super().__init__()
+        self.norm_1, self.norm_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attention = CausalSelfAttention(width, n_heads)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, s):
+        s = s + self.attention(self.norm_1(s))
+        return s + self.mlp(self.norm_2(s))
+
+class RowTransformer(nn.Module):
+    """Causal transformer over rows (token t = row t - 1) with the within-row FVSBN of eq. (8)."""
+
+    crop_rows = True  # row i only needs rows 1..i
+
+    def __init__(self, height=H, width=W, d_model=128, n_heads=4, n_layers=2):
+        super().__init__()
+        self.embed = nn.Linear(width, d_model)
+        self.position = nn.Parameter(torch.randn(height, d_model) * 0.02)   # one learnt vector per row
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.to_logits = nn.Linear(d_model, width)
+        self.within_row = MaskedLinear(width, width, torch.ones(width, width).tril(-1))
+
+    def logits(self, x):
+        rows = x[:, 0]                                             # (B, H', W), H' <= H rows (cropped when sampling)
+        previous = nn.functional.pad(rows, (0, 0, 1, 0))[:, :-1]   # (B, H', W): token t holds row t - 1
+        s = self.embed(previous) + self.position[: rows.shape[1]]  # (B, H', d_model)
+        for block in self.blocks:
+            s = block(s)                                           # eq. (9) inside
+        return (self.to_logits(self.norm(s)) + self.within_row(rows))[:, None]  # eq. (8), (B, 1, H', W)
 
 class Autoregressive(nn.Module):
     """log p(x), the loss and samples for a network with logits(x); x (B, 1, H, W) in {0, 1}."""
@@ -139,7 +192,7 @@ class Autoregressive(nn.Module):
     def loss(self, x):
         if x.dtype == torch.uint8:
             x = binarize_dynamic(x)  # a fresh coin flip per pixel, every batch
-        return -self.log_prob(x).mean()  # eq. (8)
+        return -self.log_prob(x).mean()  # eq. (10)
 
     @torch.no_grad()
     def sample(self, n, generator=None, temperature=1.0):
