@@ -1,6 +1,9 @@
 """What the tests of a committed lecture read from it: its printed outputs and its execution order."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def outputs_text(nb) -> str:
     """Every stream output of the notebook, in order, with errors as 'ERROR name: value' lines."""
@@ -53,7 +56,8 @@ def lecture_definitions(nb, names=()) -> dict:
     """The lecture's imports, functions, classes and constants, executed in order into a fresh
     namespace: not its training code, not the Colab cell. A constant is an assignment to upper-case
     names (or to ``names``, e.g. a lecture's 1D densities), tuple targets included; it is left out
-    when its value calls ``smoke_or_full`` (a size of the run) or reads a name left out before it."""
+    when its value calls ``smoke_or_full`` (a size of the run) or reads a name left out before it, and
+    so is a function whose default arguments read such a name."""
     import ast
 
     namespace, left_out = {}, {"smoke_or_full"}
@@ -63,6 +67,11 @@ def lecture_definitions(nb, names=()) -> dict:
             continue  # the Colab cell
         body = []
         for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.FunctionDef):
+                defaults = [d for d in node.args.defaults + node.args.kw_defaults if d is not None]
+                if {n.id for d in defaults for n in ast.walk(d) if isinstance(n, ast.Name)} & left_out:
+                    left_out.add(node.name)  # a default reads a size of the run
+                    continue
             if isinstance(node, keep):
                 body.append(node)
             elif isinstance(node, ast.Assign):
@@ -81,3 +90,18 @@ def assert_prose_first(nb, ratio: float = 1.0) -> None:
     markdown = sum(len(c.source) for c in nb.cells if c.cell_type == "markdown")
     code = sum(len(c.source) for c in nb.cells if c.cell_type == "code")
     assert markdown >= ratio * code, f"{markdown} characters of markdown for {code} of code (at least {ratio} for 1)"
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; .ci/install-chromium installs it
+
+
+def lectures_with_widgets(folder: Path) -> list[Path]:
+    """Every lecture in ``folder`` that shows a widget of gmcourse.widgets (found in its code, not
+    listed by hand)."""
+    found = []
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
+        source = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                           for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        if "gmcourse.widgets import" in source:
+            found.append(path)
+    return found

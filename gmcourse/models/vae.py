@@ -8,18 +8,22 @@ import math
 import torch
 from torch import nn
 
+from gmcourse.gaussian import LOG_2PI  # log(2 pi), the one constant of the course's Gaussians
 from gmcourse.metrics import bernoulli_nll
 
-LOG_2PI = math.log(2 * math.pi)
+def normal_kl(mu_q, log_var_q, mu_p=None, log_var_p=None):
+    """KL(N(mu_q, diag(exp(log_var_q))) || N(mu_p, diag(exp(log_var_p)))) per example, in nats; p
+    defaults to the prior N(0, I). All arguments (B, Z) (or (B, ...), summed over all but B) -> (B,)."""
+    mu_p = torch.zeros_like(mu_q) if mu_p is None else mu_p  # the prior's mean, 0
+    log_var_p = torch.zeros_like(mu_q) if log_var_p is None else log_var_p  # the prior's log variance, 0
+    kl = 0.5 * (log_var_p - log_var_q + (log_var_q.exp() + (mu_q - mu_p) ** 2) * torch.exp(-log_var_p) - 1)  # eq. (8)
+    return kl.flatten(1).sum(1)  # (B,)
 
-def gaussian_kl(mu, log_var):
-    """KL(N(mu, diag(exp(log_var))) || N(0, I)) per example: (B, Z), (B, Z) -> (B,)."""
-    return 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(1)  # eq. (8)
-
-def reparameterize(mu, log_var):
-    """z ~ N(mu, diag(exp(log_var))) as a differentiable function of mu and log_var: (B, Z) -> (B, Z)."""
+def reparameterize(mu, log_var, generator=None):
+    """z ~ N(mu, diag(exp(log_var))) as a differentiable function of mu and log_var: (B, Z) -> (B, Z).
+    generator: a torch.Generator on mu's device, for reproducible draws (None: torch's global one)."""
     std = torch.exp(0.5 * log_var)
-    eps = torch.randn_like(std)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)  # (B, Z), N(0, I)
     return mu + std * eps  # eq. (9)
 
 class MLPEncoder(nn.Module):
@@ -63,7 +67,7 @@ class VAE(nn.Module):
         mu, log_var = self.encoder(x)  # (B, Z) each
         z = reparameterize(mu, log_var)  # eq. (9)
         reconstruction = bernoulli_nll(self.decoder(z), x)  # -log p(x | z), eq. (11)
-        return reconstruction, gaussian_kl(mu, log_var)  # eq. (8)
+        return reconstruction, normal_kl(mu, log_var)  # eq. (8), p = N(0, I)
 
     def elbo(self, x):
         """One-sample estimate of the ELBO, eq. (6), per example: (B,) in nats."""
