@@ -23,11 +23,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
+from lecture_helpers import CHROMIUM, lectures_with_widgets
+
 FIXTURE = Path(__file__).parent / "fixtures" / "latent_explorer.ipynb"
 ARTIFACTS = Path(__file__).parent / "artifacts" / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 # a lecture runs in a background tab while the one before it is checked: no throttling
+                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                 "--disable-backgrounding-occluded-windows"]
 TIMEOUT_S = 45  # for each wait; the whole test takes about 20 s on an idle 2-core machine
 
 pytestmark = pytest.mark.skipif(
@@ -49,7 +53,10 @@ def write_lab_settings(settings_dir: Path) -> None:
 
 def start_lab(root: Path, work: Path, port: int, token: str) -> tuple[subprocess.Popen, Path]:
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
-               JUPYTER_RUNTIME_DIR=str(work / "runtime"), GMCOURSE_SMOKE="1", MPLBACKEND="Agg")
+               JUPYTER_RUNTIME_DIR=str(work / "runtime"), GMCOURSE_SMOKE="1", MPLBACKEND="Agg",
+               # two lectures run at once (one checked, the next started): one OpenMP thread per
+               # kernel, or their threads spin against each other on two cores
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     write_lab_settings(work / "settings")
     log = work / "jupyter.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
@@ -194,17 +201,6 @@ def test_latent_explorer_renders_and_follows_its_slider_in_chromium(tmp_path):
 LECTURES = Path(__file__).resolve().parents[1] / "lectures"
 
 
-def lectures_with_widgets() -> list[Path]:
-    """Every lecture that shows a widget of gmcourse.widgets (found in its code, not listed by hand)."""
-    found = []
-    for path in sorted(LECTURES.glob("[0-9][0-9]_*.ipynb")):
-        source = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                           for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-        if "gmcourse.widgets import" in source:
-            found.append(path)
-    return found
-
-
 def move_first_control(output) -> str:
     """Move the first slider of a widget's output by four keyboard steps, or, without a slider,
     step its first number box (a seed) up by one; returns what was moved."""
@@ -236,37 +232,56 @@ def lab_with_lectures(tmp_path_factory):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             try:
-                yield browser, base, token, proc, log
+                yield browser, base, token, proc, log, {}  # {lecture: (page, errors, kernel_idle)}: started runs
             finally:
                 browser.close()
     finally:
         stop_lab(proc)
 
 
-@pytest.mark.parametrize("lecture", lectures_with_widgets(), ids=lambda p: p.stem)
+WIDGET_LECTURES = lectures_with_widgets(LECTURES)
+
+
+def start_lecture(lab, lecture: Path):
+    """Open the lecture in a new page of the browser and run all its cells (no waiting); kept in
+    the fixture's dict of started pages."""
+    browser, base, token, proc, log, started = lab
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(4 * TIMEOUT_S * 1000)  # a whole lecture runs, in smoke mode
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/lab/tree/lectures/{lecture.name}?reset&token={token}")
+    page.locator(".jp-Notebook").first.wait_for(state="visible")
+
+    def kernel_idle():
+        return any(s["path"].endswith(lecture.name) and s["kernel"]["execution_state"] == "idle"
+                   for s in api(base, "/api/sessions", token))
+
+    wait_for(kernel_idle, "the notebook's kernel to be idle", log, proc, tick=lambda: dismiss_dialogs(page))
+    dismiss_dialogs(page)
+    page.evaluate("window.jupyterapp.commands.execute('runmenu:run-all')")
+    time.sleep(1)  # let the run start before anyone waits for the kernel to be idle again
+    started[lecture] = (page, errors, kernel_idle)
+
+
+@pytest.mark.parametrize("lecture", WIDGET_LECTURES, ids=lambda p: p.stem)
 def test_every_widget_of_the_lecture_follows_its_control_in_chromium(lecture, lab_with_lectures):
-    """The lecture notebook itself, run top to bottom in smoke mode in JupyterLab: every widget
-    renders (no "Loading widget..."), and moving its first control changes the picture the
-    browser shows. Screenshots of each widget after the move go to tests/artifacts/browser/<lecture>/."""
-    browser, base, token, proc, log = lab_with_lectures
+    """The lecture notebook itself, run top to bottom in smoke mode in JupyterLab: no cell raises
+    (nbval leaves these lectures to this test, see conftest.py), every widget renders (no "Loading
+    widget..."), and moving its first control changes the picture the browser shows. The next
+    lecture starts running in its own page (and kernel) while this one is checked, so that both
+    cores work. Screenshots of each widget after the move go to tests/artifacts/browser/<lecture>/."""
+    browser, base, token, proc, log, started = lab_with_lectures
     artifacts = ARTIFACTS / lecture.stem
     artifacts.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    if lecture not in started:
+        start_lecture(lab_with_lectures, lecture)
+    following = WIDGET_LECTURES[WIDGET_LECTURES.index(lecture) + 1:]
+    if following and following[0] not in started:
+        start_lecture(lab_with_lectures, following[0])
+    page, errors, kernel_idle = started.pop(lecture)
     try:
-        page.set_default_timeout(4 * TIMEOUT_S * 1000)  # a whole lecture runs, in smoke mode
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{base}/lab/tree/lectures/{lecture.name}?reset&token={token}")
-        page.locator(".jp-Notebook").first.wait_for(state="visible")
-
-        def kernel_idle():
-            return any(s["path"].endswith(lecture.name) and s["kernel"]["execution_state"] == "idle"
-                       for s in api(base, "/api/sessions", token))
-
-        wait_for(kernel_idle, "the notebook's kernel to be idle", log, proc, tick=lambda: dismiss_dialogs(page))
-        dismiss_dialogs(page)
-        page.evaluate("window.jupyterapp.commands.execute('runmenu:run-all')")
-        time.sleep(1)  # let the run start before waiting for the kernel to be idle again
+        page.bring_to_front()
         wait_for(kernel_idle, "the lecture to run to the end", log, proc, timeout=8 * TIMEOUT_S)
         outputs = page.locator(".jp-OutputArea-output:has(img.widget-image)")
         n = outputs.count()

@@ -14,6 +14,7 @@ import re
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -86,13 +87,28 @@ def test_some_notebook_shows_widgets():
     assert WIDGET_NOTEBOOKS, "no notebook imports gmcourse.widgets: the widget-cell check below would be empty"
 
 
-@pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_notebook_with_widgets_runs_and_shows_them_on_colabs_versions(lite_python, path, tmp_path):
-    env = dict(os.environ, GMCOURSE_SMOKE="1")
+@pytest.fixture(scope="module")
+def lite_runs(lite_python, tmp_path_factory) -> dict:
+    """Every notebook that shows a widget, run on Colab's versions in smoke mode, two at a time (a
+    smoke run is mostly one busy core): {path: (result, executed copy)}."""
+    # one thread per kernel: two kernels with two OpenMP threads each on two cores spin against each
+    # other and run several times slower than one after the other
+    env = dict(os.environ, GMCOURSE_SMOKE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("VIRTUAL_ENV", None)
-    result = colab_check.run_notebook(lite_python, path, tmp_path / path.name, path.parent, env)
+
+    def run(path: Path):
+        out = tmp_path_factory.mktemp(path.stem) / path.name
+        return colab_check.run_notebook(lite_python, path, out, path.parent, env), out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(WIDGET_NOTEBOOKS, pool.map(run, WIDGET_NOTEBOOKS)))
+
+
+@pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_notebook_with_widgets_runs_and_shows_them_on_colabs_versions(lite_runs, path):
+    result, executed_copy = lite_runs[path]
     assert result["ok"], result["error"]
-    executed = code_cells(tmp_path / path.name)
+    executed = code_cells(executed_copy)
     shown = [i for i, c in enumerate(executed) if any(is_course_widget(o) for o in c["outputs"])]
     committed = [i for i, c in enumerate(code_cells(path)) if any(is_course_widget(o) for o in c.get("outputs", []))]
     # a committed lecture is executed: the same cells must show a widget here; otherwise at least one

@@ -13,12 +13,17 @@
   costs a whole notebook run in the sandbox (up to 35 s for exercises 01 and 02), and the checks,
   not the sandbox, are what it tests.
 
-Each exercise's submissions are graded once, in one batch per exercise, two sandboxes at a time.
+Each exercise's submissions are graded once, in two batches (the defaults, then the hostile cases with
+a cell limit of their own), two exercises at a time.
 """
 import csv
 import importlib
 import math
+import os
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -27,7 +32,6 @@ import pytest
 from exercise_helpers import (ROOT, SOLUTIONS, cached_solution_namespace, hidden_checks, hostile_submissions,
                               one_thread, question_functions, wrong_answers)  # noqa: F401 (one_thread: fixture)
 from gmcourse.grading import Checker
-from gmcourse.cli import main
 from gmcourse.grading import sandbox
 from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.batch import Limits
@@ -51,8 +55,14 @@ def grade(exercise: Path, submissions: dict, folder: Path, *options) -> tuple[in
         path.write_text(nb if isinstance(nb, str) else nbformat.writes(nb), encoding="utf-8")
         paths.append(str(path))
     gradebook = folder / "grades.csv"
-    code = main(["grade", str(exercise), *paths, "-o", str(gradebook), *options])
-    return code, read_rows(gradebook)
+    # the installed command itself, in its own process, so that two exercises can be graded at once
+    # one OpenMP thread for the grader's own checks: two graders share the two cores (the sandboxes
+    # set one thread themselves)
+    proc = subprocess.run([sys.executable, "-m", "gmcourse.cli", "grade", str(exercise), *paths, "-o", str(gradebook),
+                           *options], capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    assert gradebook.exists(), f"gmcourse grade wrote no gradebook (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc.returncode, read_rows(gradebook)
 
 
 _GRADED: dict = {}
@@ -60,13 +70,17 @@ _GRADED: dict = {}
 
 @pytest.fixture(scope="module", params=SOLUTIONS, ids=[s.stem for s in SOLUTIONS])
 def graded(request, tmp_path_factory):
-    """One exercise: reference and blank graded with the defaults, then the hostile batch; once per
-    exercise (pytest sets a module fixture up again for every indirect parametrisation, so the
-    batch is kept here: each hostile case reads the same one)."""
-    solution = request.param
-    if solution not in _GRADED:
-        _GRADED[solution] = grade_exercise(solution, tmp_path_factory)
-    return _GRADED[solution]
+    """One exercise: reference and blank graded with the defaults, then the hostile batch. Every
+    exercise is graded the first time any is asked for, two exercises at a time (each exercise's
+    two batches run one after the other, each with the default two sandboxes), so both cores stay
+    busy while one exercise's reference trains alone; each hostile case reads its exercise's batch
+    (pytest sets a module fixture up again for every indirect parametrisation, so the batches are
+    kept here)."""
+    if not _GRADED:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {solution: pool.submit(grade_exercise, solution, tmp_path_factory) for solution in SOLUTIONS}
+            _GRADED.update({solution: future.result() for solution, future in futures.items()})
+    return _GRADED[request.param]
 
 
 def grade_exercise(solution: Path, tmp_path_factory) -> dict:
@@ -84,6 +98,7 @@ def grade_exercise(solution: Path, tmp_path_factory) -> dict:
     if SANDBOXED and timing:
         cases = hostile_submissions(solution)
         # an infinite loop costs one cell limit: three times the reference's slowest cell is enough
+        # (the raising case runs most answers, and two exercises are graded at once)
         cell_timeout = max(15, math.ceil(3 * float(timing["seconds"])))
         code, rows = grade(exercise, {name: nb for name, (nb, _, _) in cases.items()}, folder / "hostile",
                            "--cell-timeout", str(cell_timeout))
