@@ -253,7 +253,7 @@ class LatentWalk(Interpolation):
         _check_callable("draw_code", draw_code)
         if len(seeds) != 2:
             raise ValueError(f"seeds must be two ints (one per end of the walk), got {tuple(seeds)!r}")
-        self.draw_code, self.device = draw_code, torch.device(device)
+        self.draw_code, self.device = draw_code, _check_device(device)
         self.seed_boxes = [_seed_box(seed) for seed in seeds]
         super().__init__(decode, self._code(seeds[0]), self._code(seeds[1]), **kwargs)
         self.widget.children = (w.HBox(self.seed_boxes), *self.widget.children)
@@ -288,7 +288,7 @@ class Sampler(_SeededWidget):
         low, high = _check_limits("temperature_limits", temperature_limits)
         if not low <= temperature <= high:
             raise ValueError(f"temperature must lie in [{low}, {high}], got {temperature!r}")
-        self.sample_fn, self.n, self.device = sample_fn, n, torch.device(device)
+        self.sample_fn, self.n, self.device = sample_fn, n, _check_device(device)
         self.temperature_slider = w.FloatSlider(value=temperature, min=low, max=high, step=0.05,
                                                 description="temperature", continuous_update=False)
         super().__init__([self.temperature_slider, self._seed_controls(seed)], scale=scale, nrow=nrow)
@@ -417,7 +417,7 @@ class LangevinScrubber(StepScrubber):
                              f"got {noise_scale!r}")
         if scale is not None:
             _check_scale(scale)
-        self.chain_fn, self.lim, self.device = chain_fn, float(lim), torch.device(device)
+        self.chain_fn, self.lim, self.device = chain_fn, float(lim), _check_device(device)
         self.chain_length, self._chain_key, self._scale = n_steps, None, scale
         self.log_p = None  # the background, (n_grid^2,), drawn once
         if log_density_fn is not None:
@@ -518,7 +518,7 @@ class ReverseProcessScrubber(StepScrubber):
             _check_scale(scale)
         if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
             raise ValueError(f"gap must be an int >= 0, got {gap!r}")
-        self.chain_fn, self.timesteps_fn, self.lim, self.device = chain_fn, timesteps, float(lim), torch.device(device)
+        self.chain_fn, self.timesteps_fn, self.lim, self.device = chain_fn, timesteps, float(lim), _check_device(device)
         self.gap, self._scale, self._chain_key, self._quiet = gap, scale, None, False
         self.seed_box = _seed_box(seed)
         self.steps_dropdown = w.Dropdown(options=list(options), value=n_steps, description="sampler steps",
@@ -631,7 +631,7 @@ class GuidanceExplorer(_SeededWidget):
         low, high = _check_limits("guidance_limits", guidance_limits)
         if not low <= guidance_scale <= high:
             raise ValueError(f"guidance_scale must lie in guidance_limits [{low:g}, {high:g}], got {guidance_scale!r}")
-        self.sample_fn, self.score_fn, self.device = sample_fn, score_fn, torch.device(device)
+        self.sample_fn, self.score_fn, self.device = sample_fn, score_fn, _check_device(device)
         self.samples = None  # the last samples, on the CPU
         self.guidance_slider = w.FloatSlider(value=guidance_scale, min=low, max=high, step=(high - low) / 80,
                                              description="guidance", readout_format=".2f", continuous_update=False)
@@ -678,7 +678,7 @@ class Completion(_PictureWidget):
         h = x.shape[2]
         n_rows = h // 2 if n_rows is None else n_rows
         top_rows_mask(x, n_rows)  # checks n_rows before the slider would silently clip it
-        self.complete_fn, self.x, self.device = complete_fn, x, torch.device(device)
+        self.complete_fn, self.x, self.device = complete_fn, x, _check_device(device)
         self.rows_slider = w.IntSlider(value=n_rows, min=0, max=h, description="rows kept")
         self.seed_box = _seed_box(seed)
         super().__init__([self.rows_slider, self.seed_box], scale=scale, nrow=len(x))

@@ -861,3 +861,20 @@ def test_guidance_explorer_rejects_bad_arguments_saying_what_it_expected():
         GuidanceExplorer(guided_sampler, score_fn=lambda images, label: 0.5)
     with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
         GuidanceExplorer(lambda label, guidance_scale, generator: 2 * guided_sampler(label, 0.0, generator) - 1)
+
+
+def test_every_widget_with_a_device_names_a_bad_one():
+    """A device torch cannot parse is a ValueError that says what was expected, in every widget that
+    takes one (the check FamilyPicker introduced, shared)."""
+    decode = tiny_decoder()
+    bad = "gpu"
+    makers = [lambda: Sampler(gaussian_decoder_sampler(decode), n=4, device=bad),
+              lambda: LatentWalk(decode, lambda generator: torch.randn(4, generator=generator), device=bad),
+              lambda: LangevinScrubber(image_chain, n_steps=2, device=bad),
+              lambda: ReverseProcessScrubber(reverse_chain, n_steps=2, step_options=(2, 4), device=bad),
+              lambda: GuidanceExplorer(guided_sampler, score_fn=lambda images, label: f"label {label}", device=bad),
+              lambda: Completion(lambda x_observed, mask, generator: x_observed, torch.rand(2, 1, 6, 6), device=bad),
+              lambda: FamilyPicker(model_families(), models=["light", "points"], device=bad)]
+    for make in makers:
+        with pytest.raises(ValueError, match=r"device must be a torch.device or its name .* got 'gpu'"):
+            make()
