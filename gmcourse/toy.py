@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-from gmcourse.gaussian import LOG_2PI
 
+from gmcourse.gaussian import LOG_2PI
 
 
 def _check_n(n) -> int:

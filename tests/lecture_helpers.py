@@ -94,14 +94,18 @@ def assert_prose_first(nb, ratio: float = 1.0) -> None:
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; .ci/install-chromium installs it
 
+# For kernels and graders run side by side: one OpenMP thread each. Two processes with two
+# threads each on two cores spin against each other and run several times slower than one after
+# the other (two Colab-version smoke runs side by side took over 5 minutes).
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def shows_widgets(path: Path) -> bool:
+    """Whether the notebook's code uses gmcourse.widgets (found in its code, not listed by hand)."""
+    cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    return any("gmcourse.widgets" in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
 
 def lectures_with_widgets(folder: Path) -> list[Path]:
-    """Every lecture in ``folder`` that shows a widget of gmcourse.widgets (found in its code, not
-    listed by hand)."""
-    found = []
-    for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
-        source = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                           for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-        if "gmcourse.widgets import" in source:
-            found.append(path)
-    return found
+    """Every lecture in ``folder`` that shows a widget of gmcourse.widgets."""
+    return [path for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")) if shows_widgets(path)]

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gmcourse.results import load_results
+from lecture_helpers import committed_figures, outputs_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LECTURE = ROOT / "lectures" / "01_autoregressive.ipynb"
@@ -17,22 +17,15 @@ def lecture():
     return nbformat.read(LECTURE, as_version=4)
 
 
-def stream_text(nb):
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                     if o.output_type == "stream")
-
-
 @pytest.fixture(scope="module")
 def figures():
-    record = load_results("01_autoregressive", LECTURE.with_name("01_autoregressive.results.json"))
-    assert record["mode"] == "full", "commit the results of a full-mode run"
-    return record["figures"]
+    return committed_figures(LECTURE)  # a full-mode run of at most 10 minutes
 
 
 def test_lecture_is_committed_executed_in_full_mode(lecture):
     code = [c for c in lecture.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), "execute the lecture top to bottom before committing"
-    assert "7000 training, 1000 validation and 2000 test digits" in stream_text(lecture)
+    assert "7000 training, 1000 validation and 2000 test digits" in outputs_text(lecture)
 
 
 def test_results_reach_the_quality_targets(figures):
@@ -47,7 +40,7 @@ ROW = re.compile(r"^(FVSBN|NADE|MADE|Gated PixelCNN|Row GRU|Transformer)\s+([\d,
 
 
 def test_printed_table_is_the_results_file(lecture, figures):
-    rows = {m[0]: m[1:] for m in ROW.findall(stream_text(lecture))}
+    rows = {m[0]: m[1:] for m in ROW.findall(outputs_text(lecture))}
     assert set(rows) == set(MODELS), f"the results table is missing rows: {sorted(rows)}"
     for name, key in MODELS.items():
         _, nll, bpd, seconds, digits = rows[name]
@@ -60,14 +53,15 @@ def test_printed_table_is_the_results_file(lecture, figures):
 def test_dilations_reach_what_eq_7_says(lecture):
     """Section 2.6: the rows seen above the bottom pixel, by eq. (7) and by the gradient, agree for
     the plain and the dilated stack; neither has a blind spot; every network is autoregressive."""
+    printed = outputs_text(lecture)
     found = re.findall(r"dilations \(([\d, ]+)\): eq\. \(7\) says (\d+) rows up, the gradient shows (\d+); (\d+) blind-spot",
-                       stream_text(lecture))
+                       printed)
     assert [f[0] for f in found] == ["1, 1, 1, 1", "1, 2, 4, 8"]
     for dilations, by_eq, by_gradient, blind in found:
         assert by_eq == by_gradient and blind == "0"
         assert int(by_eq) == 3 + sum(int(d) for d in dilations.split(","))
-    assert stream_text(lecture).count("autoregressive") >= 6 and "autoregressive: False" not in stream_text(lecture)
-    assert "autoregressive (on 12 x 12 images): False" not in stream_text(lecture)
+    assert printed.count("autoregressive") >= 6 and "autoregressive: False" not in printed
+    assert "autoregressive (on 12 x 12 images): False" not in printed
 
 
 def test_text_claims_about_the_table(lecture, figures):
@@ -87,7 +81,7 @@ def test_text_claims_about_the_table(lecture, figures):
     # the most-likely figure draws the best model by test NLL, which the text names
     assert min(nll, key=nll.get) == "gated_pixelcnn" and "Under the PixelCNN, the most likely" in lecture_text(lecture)
     curves = {name: (float(train), float(val)) for name, train, val in re.findall(
-        r"^(\w[\w ]*?)\s+\d+ epochs in\s+\d+ s: train\s+([\d.]+), validation\s+([\d.]+) nats", stream_text(lecture), re.M)}
+        r"^(\w[\w ]*?)\s+\d+ epochs in\s+\d+ s: train\s+([\d.]+), validation\s+([\d.]+) nats", outputs_text(lecture), re.M)}
     assert curves["MADE"][1] - curves["MADE"][0] > 5
     assert abs(curves["Gated PixelCNN"][1] - curves["Gated PixelCNN"][0]) < 0.1
     assert abs(curves["Transformer"][1] - curves["Transformer"][0]) < 2
@@ -95,7 +89,7 @@ def test_text_claims_about_the_table(lecture, figures):
 
 def lecture_text(nb) -> str:
     """Everything the notebook shows: sources and outputs (figure titles live in the code)."""
-    return "\n".join(c.source for c in nb.cells) + stream_text(nb)
+    return "\n".join(c.source for c in nb.cells) + outputs_text(nb)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11's target for the PixelCNN's samples (the share the classifier "

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lecture_helpers import CHROMIUM, lectures_with_widgets
+from lecture_helpers import CHROMIUM, ONE_THREAD_ENV, lectures_with_widgets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "latent_explorer.ipynb"
 ARTIFACTS = Path(__file__).parent / "artifacts" / "browser"
@@ -54,9 +54,7 @@ def write_lab_settings(settings_dir: Path) -> None:
 def start_lab(root: Path, work: Path, port: int, token: str) -> tuple[subprocess.Popen, Path]:
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
                JUPYTER_RUNTIME_DIR=str(work / "runtime"), GMCOURSE_SMOKE="1", MPLBACKEND="Agg",
-               # two lectures run at once (one checked, the next started): one OpenMP thread per
-               # kernel, or their threads spin against each other on two cores
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               **ONE_THREAD_ENV)  # two lectures run at once: one checked, the next started
     write_lab_settings(work / "settings")
     log = work / "jupyter.log"
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",

@@ -22,16 +22,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "colab"))
 import check as colab_check  # noqa: E402
+from lecture_helpers import ONE_THREAD_ENV, shows_widgets  # noqa: E402
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def code_cells(path: Path) -> list[dict]:
     return [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
-
-
-def shows_widgets(path: Path) -> bool:
-    return any("gmcourse.widgets" in "".join(c["source"]) for c in code_cells(path))
 
 
 NOTEBOOKS = sorted(p for d in colab_check.NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
@@ -91,9 +88,7 @@ def test_some_notebook_shows_widgets():
 def lite_runs(lite_python, tmp_path_factory) -> dict:
     """Every notebook that shows a widget, run on Colab's versions in smoke mode, two at a time (a
     smoke run is mostly one busy core): {path: (result, executed copy)}."""
-    # one thread per kernel: two kernels with two OpenMP threads each on two cores spin against each
-    # other and run several times slower than one after the other
-    env = dict(os.environ, GMCOURSE_SMOKE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, GMCOURSE_SMOKE="1", **ONE_THREAD_ENV)
     env.pop("VIRTUAL_ENV", None)
 
     def run(path: Path):

@@ -32,6 +32,7 @@ import pytest
 from exercise_helpers import (ROOT, SOLUTIONS, cached_solution_namespace, hidden_checks, hostile_submissions,
                               one_thread, question_functions, wrong_answers)  # noqa: F401 (one_thread: fixture)
 from gmcourse.grading import Checker
+from lecture_helpers import ONE_THREAD_ENV
 from gmcourse.grading import sandbox
 from gmcourse.grading.assign import check_module_name, graded_questions
 from gmcourse.grading.batch import Limits
@@ -55,12 +56,10 @@ def grade(exercise: Path, submissions: dict, folder: Path, *options) -> tuple[in
         path.write_text(nb if isinstance(nb, str) else nbformat.writes(nb), encoding="utf-8")
         paths.append(str(path))
     gradebook = folder / "grades.csv"
-    # the installed command itself, in its own process, so that two exercises can be graded at once
-    # one OpenMP thread for the grader's own checks: two graders share the two cores (the sandboxes
-    # set one thread themselves)
+    # the installed command itself, in its own process, so that two exercises can be graded at once;
+    # one thread for the grader's own checks (the sandboxes set one thread themselves)
     proc = subprocess.run([sys.executable, "-m", "gmcourse.cli", "grade", str(exercise), *paths, "-o", str(gradebook),
-                           *options], capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+                           *options], capture_output=True, text=True, env=dict(os.environ, **ONE_THREAD_ENV))
     assert gradebook.exists(), f"gmcourse grade wrote no gradebook (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc.returncode, read_rows(gradebook)
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from gmcourse.checks import vae
+from gmcourse.gaussian import LOG_2PI
 from gmcourse.grading import Checker
 from gmcourse.grading.evaluate import run_checks
 
 from exercise_helpers import ROOT, failed, hidden_checks
-from gmcourse.gaussian import LOG_2PI
 
 QUESTIONS = ["q1", "q2", "q3", "q4"]
 

@@ -22,9 +22,9 @@ import time
 import numpy as np
 import torch
 
+from gmcourse.gaussian import LOG_2PI
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import Check, CheckFailed, Question, as_array, student_function
-from gmcourse.gaussian import LOG_2PI
 
 F64 = torch.float64
 

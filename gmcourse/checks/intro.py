@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 
+from gmcourse.gaussian import LOG_2PI
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import CheckFailed, Check, Question, as_array, as_tensor, student_function
-from gmcourse.gaussian import LOG_2PI
 
 # q4's outcome: held-out NLL of EM on the two rings, for every one of the probe's seeds. The
 # reference's spread over 10 seeds (measured by tests/test_intro_checks.py, which fails if the

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from gmcourse.checks._held_out import held_out_digits
+from gmcourse.gaussian import LOG_2PI
 from gmcourse.grading.expect import expect_close, expect_finite, expect_less, expect_shape
 from gmcourse.grading.question import Check, CheckFailed, Question, as_array, as_tensor, student_function
-from gmcourse.gaussian import LOG_2PI
-
 
 
 def _generator(inputs, key: str = "seed") -> torch.Generator:

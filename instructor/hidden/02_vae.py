@@ -7,15 +7,13 @@ Shapes: B batch, Z latent dim, D data dim, K prior components, G grid points.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
 from gmcourse.checks import vae
+from gmcourse.gaussian import LOG_2PI
 from gmcourse.grading.expect import expect_close, expect_less
 from gmcourse.grading.question import Check, Question
-from gmcourse.gaussian import LOG_2PI
-
 
 
 def reference_mixture_log_prob(z, logits, means, log_vars):
